@@ -1,0 +1,251 @@
+"""The Env contract every game follows, the State pytree, and the game registry.
+
+A game is a frozen dataclass of integers (its rules and difficulty), fixed at `make` and
+validated there. Everything that changes from board to board lives in `State`. All methods that
+take or return a `State` are pure, jit- and vmap-able, and keep shapes fixed:
+
+    env = jaxgym.make("swap", rows=6, cols=6)
+    state = jax.vmap(env.reset)(jax.random.split(key, 4096))
+    state = jax.vmap(env.step)(state, actions)          # actions: int32[4096]
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+INVALID_ACTION = -1
+"""The action that is never legal: `encode_action` and `text.parse_answer` return it for moves
+that do not exist. Stepping it counts as an invalid move (board unchanged, reward -1)."""
+
+
+@struct.dataclass
+class State:
+    """One board. Under `jax.vmap` every field gains a leading batch axis.
+
+    board: int32[rows, cols]            the game's board encoding (see DESIGN.md)
+    key: PRNG key                       chance for the next step (refills, spawns)
+    step_count: int32[]                 moves made since reset
+    reward: float32[]                   the game's own reward for the last step; -1 if invalid
+    terminated: bool[]                  no move is possible any more
+    truncated: bool[]                   `env.max_steps` moves were made
+    legal_action_mask: bool[num_actions]
+    """
+
+    board: jax.Array
+    key: jax.Array
+    step_count: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    legal_action_mask: jax.Array
+
+    @property
+    def done(self) -> jax.Array:
+        """bool[]: the episode is over (terminated or truncated)."""
+        return self.terminated | self.truncated
+
+
+def require(condition: bool, message: str) -> None:
+    """Eager validation of a difficulty setting: raise ValueError(message) unless condition."""
+    if not condition:
+        raise ValueError(message)
+
+
+def is_concrete(x: Any) -> bool:
+    """True when x holds values (not a tracer), so host-side checks can look at it."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Env(abc.ABC):
+    """Base of every game. Subclasses add their own integer fields and implement the
+    abstract methods; `reset`, `from_board` and `step` here add the bookkeeping all games share.
+
+    Fields shared by all games:
+      max_steps: truncate the episode after this many moves (0: never).
+      tile_px:   side of one board cell in rendered pixels (a perceptual-difficulty knob).
+    """
+
+    name: ClassVar[str] = ""
+    max_steps: int = 0
+    tile_px: int = 32
+
+    def __post_init__(self) -> None:
+        require(
+            isinstance(self.max_steps, int) and self.max_steps >= 0,
+            f"max_steps must be an int >= 0 (0 means no limit), got {self.max_steps!r}",
+        )
+        require(
+            isinstance(self.tile_px, int) and 8 <= self.tile_px <= 256,
+            f"tile_px must be an int in [8, 256], got {self.tile_px!r}",
+        )
+        self.validate()
+
+    # ---- what a game implements -------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ValueError, saying what to change, if the difficulty setting is impossible."""
+
+    @property
+    @abc.abstractmethod
+    def board_shape(self) -> tuple[int, int]:
+        """(rows, cols) of `State.board`."""
+
+    @property
+    @abc.abstractmethod
+    def num_actions(self) -> int:
+        """Size of the action space; actions are int32 in [0, num_actions)."""
+
+    @property
+    @abc.abstractmethod
+    def num_tile_types(self) -> int:
+        """Number of distinct non-empty cell values the renderer must draw."""
+
+    @abc.abstractmethod
+    def _deal(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """A fresh board and its legal mask: (int32[rows, cols], bool[num_actions])."""
+
+    @abc.abstractmethod
+    def _settle_given(self, board: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """A checked, hand-made board made playable by the game's own rules: (board, mask)."""
+
+    @abc.abstractmethod
+    def _check_board(self, board: np.ndarray) -> None:
+        """Raise ValueError if a concrete hand-made board breaks the game's encoding."""
+
+    @abc.abstractmethod
+    def _step(self, state: State, action: jax.Array) -> State:
+        """Apply one move to a live board: new board, key, reward, mask and terminated."""
+
+    @abc.abstractmethod
+    def expert_action(self, state: State) -> jax.Array:
+        """int32[]: the game's teacher move for this state (jit-able)."""
+
+    # ---- shared bookkeeping ----------------------------------------------------------------
+
+    def reset(self, key: jax.Array) -> State:
+        """A fresh board drawn from `key`."""
+        key, deal_key = jax.random.split(key)
+        board, mask = self._deal(deal_key)
+        return self._new_state(board, mask, key)
+
+    def from_board(self, board: Any, key: jax.Array) -> State:
+        """The state for a hand-made board (encoding in DESIGN.md). Concrete boards are checked
+        on the host and a bad one raises ValueError; traced boards are taken as they are."""
+        if is_concrete(board):
+            array = np.asarray(board)
+            require(
+                array.shape == self.board_shape,
+                f"{self.name}: board must have shape {self.board_shape}, got {array.shape}",
+            )
+            require(
+                np.issubdtype(array.dtype, np.integer),
+                f"{self.name}: board must hold integers, got dtype {array.dtype}",
+            )
+            self._check_board(array)
+        board = jnp.asarray(board, jnp.int32)
+        key, settle_key = jax.random.split(key)
+        board, mask = self._settle_given(board, settle_key)
+        return self._new_state(board, mask, key)
+
+    def step(self, state: State, action: Any) -> State:
+        """One move. Stepping a finished episode changes nothing and gives reward 0."""
+        action = jnp.asarray(action, jnp.int32)
+        moved = self._step(state, action)
+        step_count = state.step_count + 1
+        moved = moved.replace(
+            step_count=step_count,
+            truncated=jnp.asarray(self.max_steps > 0) & (step_count >= self.max_steps),
+        )
+        finished = state.replace(reward=jnp.zeros_like(state.reward))
+        return jax.tree.map(lambda old, new: jnp.where(state.done, old, new), finished, moved)
+
+    def _new_state(self, board: jax.Array, mask: jax.Array, key: jax.Array) -> State:
+        return State(
+            board=board,
+            key=key,
+            step_count=jnp.zeros((), jnp.int32),
+            reward=jnp.zeros((), jnp.float32),
+            terminated=~jnp.any(mask),
+            truncated=jnp.zeros((), bool),
+            legal_action_mask=mask,
+        )
+
+
+def is_legal(mask: jax.Array, action: jax.Array) -> jax.Array:
+    """bool[]: `action` is in range and allowed by `mask` (bool[num_actions])."""
+    in_range = (action >= 0) & (action < mask.shape[-1])
+    return in_range & mask[jnp.clip(action, 0, mask.shape[-1] - 1)]
+
+
+def random_legal_action(key: jax.Array, mask: jax.Array) -> jax.Array:
+    """int32[]: a uniformly random legal action, or INVALID_ACTION when none is legal.
+
+    Draws one integer instead of one number per action, which matters at large batches.
+    """
+    count = jnp.sum(mask, dtype=jnp.int32)
+    pick = jax.random.randint(key, (), 0, jnp.maximum(count, 1))
+    action = jnp.argmax(jnp.cumsum(mask, dtype=jnp.int32) > pick).astype(jnp.int32)
+    return jnp.where(count > 0, action, INVALID_ACTION)
+
+
+# ---- registry -------------------------------------------------------------------------------
+
+_GAMES: dict[str, type[Env]] = {}
+_PRESETS: dict[str, dict[str, Mapping[str, Any]]] = {}
+
+
+def register(name: str, presets: Mapping[str, Mapping[str, Any]]):
+    """Class decorator: make `cls` available as `make(name)`; `presets` maps a preset name to
+    the constructor arguments it sets (`paper` should be the paper's defaults)."""
+
+    def add(cls: type[Env]) -> type[Env]:
+        cls.name = name
+        _GAMES[name] = cls
+        _PRESETS[name] = {p: dict(kw) for p, kw in presets.items()}
+        return cls
+
+    return add
+
+
+def list_games() -> dict[str, tuple[str, ...]]:
+    """Every registered game name, mapped to its preset names."""
+    return {name: tuple(_PRESETS[name]) for name in sorted(_GAMES)}
+
+
+def knobs(name: str) -> dict[str, Any]:
+    """The constructor arguments of a game and their defaults."""
+    cls = _game_class(name)
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.init}
+
+
+def make(name: str, preset: str | None = None, **difficulty: Any) -> Env:
+    """The game `name`, at a named preset and/or with explicit difficulty knobs (which win).
+
+    >>> env = make("swap", preset="easy", tile_px=24)
+    """
+    cls = _game_class(name)
+    settings: dict[str, Any] = {}
+    if preset is not None:
+        require(
+            preset in _PRESETS[name],
+            f"unknown preset {preset!r} for {name}; choose one of {sorted(_PRESETS[name])}",
+        )
+        settings.update(_PRESETS[name][preset])
+    settings.update(difficulty)
+    allowed = knobs(name)
+    unknown = sorted(set(settings) - set(allowed))
+    require(not unknown, f"{name} has no setting {unknown}; its settings are {sorted(allowed)}")
+    return cls(**settings)
+
+
+def _game_class(name: str) -> type[Env]:
+    require(name in _GAMES, f"unknown game {name!r}; choose one of {sorted(_GAMES)}")
+    return _GAMES[name]
