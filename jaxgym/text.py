@@ -1,0 +1,141 @@
+"""The VLM's side of a game, in text: the prompt, the ground-truth perception of a board, the
+answer format, and the parser that turns a model's answer back into an action.
+
+A response looks like
+
+    <perception>Red circle | Blue square | ...</perception><think>...</think><answer>(0, 1) (0, 2)</answer>
+
+Answer rules (`parse_answer`), decided once for every game:
+  * the text holds exactly one <answer>...</answer> pair (several answers, or none: -1);
+  * pair games answer `(r1, c1) (r2, c2)`: 0-indexed (row, column) from the top-left, ASCII
+    digits only (no signs, no unicode digits), at most 4 digits a number, spaces anywhere
+    between the parts, an optional comma between the two cells;
+  * anything else, a cell off the board, or a pair that is no move of the game (for Swap: two
+    cells that are not 4-neighbours) gives -1, `jaxgym.INVALID_ACTION`, which steps as an
+    invalid move. `parse_answer` never raises.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from jaxgym import tiles
+from jaxgym.core import INVALID_ACTION, Env, State
+
+TAGS = ("perception", "think", "answer")
+
+_RESPONSE = re.compile(
+    r"\s*<perception>(.*?)</perception>\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*",
+    re.DOTALL,
+)
+_NUMBER = r"\s*([0-9]{1,4})\s*"
+_PAIR_ANSWER = re.compile(rf"\s*\({_NUMBER},{_NUMBER}\)\s*,?\s*\({_NUMBER},{_NUMBER}\)\s*", re.ASCII)
+
+
+# ---- per-game text --------------------------------------------------------------------------
+
+
+def _swap_prompt(env: Env) -> str:
+    return (
+        f"You are playing Swap, a match-3 puzzle on a {env.rows}x{env.cols} grid. Every cell holds "
+        "a tile with a colour and a shape. Swap two horizontally or vertically adjacent tiles so "
+        "that three or more identical tiles (same colour and same shape) line up in a row or a "
+        "column; they are removed and score points. Cells are (row, column), 0-indexed from the "
+        "top-left.\n"
+        "First describe the board inside <perception></perception>: one line per row, cells "
+        'named like "Red circle" and joined by " | ". Then reason inside <think></think>. '
+        "Then give your move inside <answer></answer> as (r1, c1) (r2, c2)."
+    )
+
+
+def _swap_cells(env: Env, board: np.ndarray) -> list[list[str]]:
+    names = tiles.tile_names(env.colours, env.shapes)
+    return [[names[t] for t in row] for row in board]
+
+
+_PROMPTS = {"swap": _swap_prompt}
+_CELL_NAMES = {"swap": _swap_cells}
+_PAIR_GAMES = {"swap"}
+
+
+def _lookup(table: dict, env: Env):
+    if env.name not in table:
+        raise NotImplementedError(f"no text interface for game {env.name!r}")
+    return table[env.name]
+
+
+# ---- public ---------------------------------------------------------------------------------
+
+
+def prompt(env: Env) -> str:
+    """The instruction shown to the model with the board image."""
+    return _lookup(_PROMPTS, env)(env)
+
+
+def perception(env: Env, state: State) -> str:
+    """The ground-truth description of one (unbatched) board, e.g. for Swap
+    "Red circle | Blue square\\nGreen star | Red circle"."""
+    board = np.asarray(state.board)
+    if board.shape != env.board_shape:
+        raise ValueError(f"perception takes one board of shape {env.board_shape}, got {board.shape}")
+    rows = _lookup(_CELL_NAMES, env)(env, board)
+    return "\n".join(" | ".join(row) for row in rows)
+
+
+def answer_text(env: Env, action: Any) -> str:
+    """The answer string for an action: `(r1, c1) (r2, c2)` for pair games."""
+    _lookup(_PROMPTS, env)
+    if env.name in _PAIR_GAMES:
+        r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
+        if r1 < 0:
+            raise ValueError(f"{env.name}: action {action} is out of range [0, {env.num_actions})")
+        return f"({r1}, {c1}) ({r2}, {c2})"
+    raise NotImplementedError(f"no answer format for game {env.name!r}")
+
+
+def response_text(perception_text: str, think: str, answer: str) -> str:
+    """A well-formed response: `<perception>..</perception><think>..</think><answer>..</answer>`."""
+    return f"<perception>{perception_text}</perception><think>{think}</think><answer>{answer}</answer>"
+
+
+def format_ok(text: Any) -> bool:
+    """All three tag pairs present, each exactly once, in the order perception, think, answer,
+    with nothing but whitespace outside them. Never raises."""
+    if not isinstance(text, str):
+        return False
+    if any(text.count(f"<{tag}>") != 1 or text.count(f"</{tag}>") != 1 for tag in TAGS):
+        return False
+    return _RESPONSE.fullmatch(text) is not None
+
+
+def extract_answer(text: Any) -> str | None:
+    """The content of the single <answer>...</answer> pair, or None (no pair, several, or the
+    closing tag before the opening one)."""
+    if not isinstance(text, str) or text.count("<answer>") != 1 or text.count("</answer>") != 1:
+        return None
+    start, end = text.index("<answer>") + len("<answer>"), text.index("</answer>")
+    return text[start:end] if start <= end else None
+
+
+def parse_answer(env: Env, text: Any) -> int:
+    """The action a response answers, or -1 (`INVALID_ACTION`) for anything that is not one
+    well-formed, in-range move (rules in the module docstring). Never raises."""
+    try:
+        answer = extract_answer(text)
+        if answer is None:
+            return INVALID_ACTION
+        if env.name in _PAIR_GAMES:
+            match = _PAIR_ANSWER.fullmatch(answer)
+            if match is None:
+                return INVALID_ACTION
+            r1, c1, r2, c2 = (int(g) for g in match.groups())
+            rows, cols = env.board_shape
+            if not (r1 < rows and r2 < rows and c1 < cols and c2 < cols):
+                return INVALID_ACTION
+            return int(env.encode_action(r1, c1, r2, c2))
+        return INVALID_ACTION
+    except Exception:  # a parser for model output must not crash the caller
+        return INVALID_ACTION
