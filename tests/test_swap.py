@@ -227,7 +227,7 @@ def test_trajectories_match_the_numpy_reference(size, seed):
 @given(seed=st.integers(0, 2**31 - 1))
 def test_fresh_boards_are_settled_and_playable(seed):
     env = make(6, 6, 2, 2)
-    state = env.reset(jax.random.key(seed))
+    state = jax.jit(env.reset)(jax.random.key(seed))
     board = np.asarray(state.board)
     assert not ref.find_runs(board).any()
     assert ref.legal_moves(board).any()
@@ -246,11 +246,12 @@ def test_reshuffle_is_a_permutation():
 
 
 def _rollout(env, state, n, policy_key):
-    """Plain Python loop of expert/random moves: the trajectory as a list of states."""
+    """Python loop of random legal moves: the trajectory as a list of states."""
     states = [state]
+    step = jax.jit(env.step)
     for key in jax.random.split(policy_key, n):
         action = jaxgym.random_legal_action(key, state.legal_action_mask)
-        state = env.step(state, action)
+        state = step(state, action)
         states.append(state)
     return states
 
