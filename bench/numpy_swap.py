@@ -117,24 +117,25 @@ class NumpySwap:
         self.max_rounds, self.max_tries = max_cascade_rounds, max_settle_tries
 
     def resolve(self, board: np.ndarray, seed: int, scoring: bool) -> tuple[np.ndarray, int, bool]:
-        """(board, score, ok): the cascade, then re-draws and reshuffles, as in jaxgym."""
-        limit = self.max_rounds + self.max_tries if scoring else self.max_tries
+        """(board, score, ok): the cascade of a move (if `scoring`), then re-draws of runs and
+        reshuffles of stuck boards, with the same bounds and draw numbers as jaxgym."""
         score, rounds = 0, 0
         runs = find_runs(board)
-        while (runs.any() or not legal_moves(board).any()) and rounds < limit:
-            new_tiles = cell_ints(seed, 2 * rounds, board.shape, self.n_types)
-            if runs.any():
-                if scoring:
-                    k = int(runs.sum())
-                    score += k * (k - 1)
-                    board = drop_and_refill(board, runs, new_tiles)
-                else:
-                    board = np.where(runs, new_tiles, board)
-            else:
-                board = reshuffle(board, seed, 2 * rounds + 1)
+        while scoring and runs.any() and rounds < self.max_rounds:
+            k = int(runs.sum())
+            score += k * (k - 1)
+            board = drop_and_refill(board, runs, cell_ints(seed, 2 * rounds, board.shape, self.n_types))
             runs = find_runs(board)
-            scoring = scoring and runs.any() and rounds + 1 < self.max_rounds
             rounds += 1
+        tries = 0
+        while (runs.any() or not legal_moves(board).any()) and tries < self.max_tries:
+            draw = rounds + tries
+            if runs.any():
+                board = np.where(runs, cell_ints(seed, 2 * draw, board.shape, self.n_types), board)
+            else:
+                board = reshuffle(board, seed, 2 * draw + 1)
+            runs = find_runs(board)
+            tries += 1
         return board, score, not runs.any() and legal_moves(board).any()
 
     def deal(self, seed: int) -> np.ndarray:

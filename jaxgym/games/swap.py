@@ -122,50 +122,54 @@ def legal_mask(board: jax.Array) -> jax.Array:
 # ---- dealing and reshuffling ----------------------------------------------------------------
 
 
-def resolve(
-    board: jax.Array,
-    mask: jax.Array,
-    seed: jax.Array,
-    n_types: int,
-    *,
-    scoring: bool,
-    max_rounds: int,
-    max_tries: int,
+def cascade(
+    board: jax.Array, seed: jax.Array, n_types: int, max_rounds: int
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Bring a board back to a playable position, as one bounded loop of rounds.
+    """Clear runs (scoring k*(k-1) for the k cells of a round), let tiles fall and refill the
+    top, until no run remains or `max_rounds` rounds have passed.
 
-    While `scoring` (the cascade of a move, at most `max_rounds` rounds): runs are removed and
-    scored k*(k-1), tiles fall and new ones fill the top. After that, runs (made by a reshuffle,
-    or left by the round bound) are re-drawn in place without score, and a board with no run and
-    no valid swap is reshuffled. Stops when the board has no run and a valid swap, or after
-    `max_rounds + max_tries` rounds.
-
-    board: int32[rows, cols]; mask: bool[num_actions], the board's legal mask if it has no run
-    (ignored otherwise); seed: uint32[] -> (board, mask, score int32[], ok bool[]).
+    board: int32[rows, cols]; seed: uint32[] -> (board, runs, score int32[], rounds int32[]);
+    `runs` is non-empty only if the round bound stopped the cascade.
     """
-    limit = max_rounds + max_tries if scoring else max_tries
 
-    def unsettled(carry):
-        _, runs, mask, _, _, rounds = carry
-        return (jnp.any(runs) | ~jnp.any(mask)) & (rounds < limit)
+    def has_runs(carry):
+        _, runs, _, rounds = carry
+        return jnp.any(runs) & (rounds < max_rounds)
 
-    def one_round(carry):
-        board, runs, mask, score, scoring, rounds = carry
-        new_tiles = chance.cell_ints(seed, 2 * rounds, board.shape, n_types)
+    def clear_round(carry):
+        board, runs, score, rounds = carry
         cleared = jnp.sum(runs, dtype=jnp.int32)
-        fallen = drop_and_refill(board, runs, new_tiles)
-        redrawn = jnp.where(runs, new_tiles, board)
-        shuffled = reshuffle(board, seed, 2 * rounds + 1)
-        board = jnp.where(jnp.any(runs), jnp.where(scoring, fallen, redrawn), shuffled)
-        score = score + jnp.where(scoring, cleared * (cleared - 1), 0)
-        runs = find_runs(board)
-        scoring = scoring & jnp.any(runs) & (rounds + 1 < max_rounds)
-        return board, runs, legal_mask(board), score, scoring, rounds + 1
+        board = drop_and_refill(board, runs, chance.cell_ints(seed, 2 * rounds, board.shape, n_types))
+        return board, find_runs(board), score + cleared * (cleared - 1), rounds + 1
 
     zero = jnp.zeros((), jnp.int32)
-    init = (board, find_runs(board), mask, zero, jnp.asarray(scoring), zero)
-    board, runs, mask, score, _, _ = jax.lax.while_loop(unsettled, one_round, init)
-    return board, mask, score, ~jnp.any(runs) & jnp.any(mask)
+    return jax.lax.while_loop(has_runs, clear_round, (board, find_runs(board), zero, zero))
+
+
+def settle(
+    board: jax.Array, runs: jax.Array, seed: jax.Array, n_types: int, first_round: jax.Array, max_tries: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Re-draw the cells of any run in place (no score) and reshuffle a board that has no valid
+    swap, until the board has no run and a valid swap, or `max_tries` rounds have passed.
+    Rounds are numbered on from `first_round`, so their draws differ from the cascade's.
+
+    board: int32[rows, cols]; runs: bool[rows, cols] -> (board, mask bool[num_actions], ok bool[]).
+    """
+
+    def unsettled(carry):
+        _, runs, mask, tries = carry
+        return (jnp.any(runs) | ~jnp.any(mask)) & (tries < max_tries)
+
+    def one_round(carry):
+        board, runs, _, tries = carry
+        draw = first_round + tries
+        redrawn = jnp.where(runs, chance.cell_ints(seed, 2 * draw, board.shape, n_types), board)
+        board = jnp.where(jnp.any(runs), redrawn, reshuffle(board, seed, 2 * draw + 1))
+        return board, find_runs(board), legal_mask(board), tries + 1
+
+    init = (board, runs, legal_mask(board), jnp.zeros((), jnp.int32))
+    board, runs, mask, _ = jax.lax.while_loop(unsettled, one_round, init)
+    return board, mask, ~jnp.any(runs) & jnp.any(mask)
 
 
 def reshuffle(board: jax.Array, seed: jax.Array, draw: jax.Array) -> jax.Array:
@@ -197,9 +201,7 @@ def _fallback_board(rows: int, cols: int, n_types: int) -> np.ndarray | None:
     @jax.jit
     def search(seed):
         board = chance.cell_ints(seed, 0, (rows, cols), n_types)
-        board, _, _, ok = resolve(
-            board, legal_mask(board), seed + 1, n_types, scoring=False, max_rounds=0, max_tries=2000
-        )
+        board, _, ok = settle(board, find_runs(board), seed + 1, n_types, jnp.int32(0), 2000)
         return board, ok
 
     for seed in range(8):
@@ -307,22 +309,20 @@ class Swap(Env):
 
     # ---- dealing ----
 
-    def _resolve(self, board, mask, seed, *, scoring: bool):
-        """`resolve` with this env's bounds, falling back to the env's fixed settled board."""
-        board, mask, score, ok = resolve(
-            board, mask, seed, self.num_tile_types, scoring=scoring,
-            max_rounds=self.max_cascade_rounds, max_tries=self.max_settle_tries,
+    def _settle(self, board, runs, seed, first_round=0):
+        """`settle` with this env's bound, falling back to the env's fixed settled board."""
+        board, mask, ok = settle(
+            board, runs, seed, self.num_tile_types, jnp.asarray(first_round, jnp.int32), self.max_settle_tries
         )
         fallback = _fallback_board(self.rows, self.cols, self.num_tile_types)
         board = jnp.where(ok, board, jnp.asarray(fallback))
         mask = jnp.where(ok, mask, jnp.asarray(legal_mask(jnp.asarray(fallback))))
-        return board, mask, score
+        return board, mask
 
     def _deal(self, key: jax.Array):
         seed = chance.seed_from_key(key)
         board = chance.cell_ints(seed, 0, self.board_shape, self.num_tile_types)
-        board, mask, _ = self._resolve(board, legal_mask(board), seed + 1, scoring=False)
-        return board, mask
+        return self._settle(board, find_runs(board), seed + 1)
 
     def _check_board(self, board: np.ndarray) -> None:
         require(bool(np.all((board >= 0) & (board < self.num_tile_types))),
@@ -335,8 +335,7 @@ class Swap(Env):
 
     def _settle_given(self, board: jax.Array, key: jax.Array):
         """A hand-made board without a valid swap is reshuffled, as after a move."""
-        board, mask, _ = self._resolve(board, legal_mask(board), chance.seed_from_key(key), scoring=False)
-        return board, mask
+        return self._settle(board, find_runs(board), chance.seed_from_key(key))
 
     # ---- a move, as named stages ----
 
@@ -344,9 +343,9 @@ class Swap(Env):
         legal = is_legal(state.legal_action_mask, action)
         key, chance_key = jax.random.split(state.key)
         swapped = jnp.where(legal, swap_tiles(state.board, *self.decode_action(action)), state.board)
-        board, mask, score = self._resolve(
-            swapped, state.legal_action_mask, chance.seed_from_key(chance_key), scoring=True
-        )
+        seed = chance.seed_from_key(chance_key)
+        board, runs, score, rounds = cascade(swapped, seed, self.num_tile_types, self.max_cascade_rounds)
+        board, mask = self._settle(board, runs, seed, first_round=rounds)
         return state.replace(
             board=board,
             key=key,
