@@ -1,0 +1,1 @@
+"""Throughput benchmarks, each runnable as `python -m bench.<name>`."""

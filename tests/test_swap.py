@@ -299,3 +299,19 @@ def test_step_compiles_once_for_a_batch():
     for i in range(3):
         state = step(state, jnp.full((8,), i, jnp.int32))
     assert len(traces) == 1
+
+
+@given(seed=st.integers(0, 2**31 - 1))
+def test_gravity_leaves_columns_without_removal_unchanged(seed):
+    rng = np.random.default_rng(seed)
+    board = rng.integers(0, 6, (6, 5))
+    cleared = rng.random((6, 5)) < 0.2
+    new_tiles = rng.integers(0, 6, (6, 5))
+    out = np.asarray(swap.drop_and_refill(jnp.asarray(board), jnp.asarray(cleared), jnp.asarray(new_tiles)))
+    for c in range(5):
+        kept = board[~cleared[:, c], c]
+        n_new = 6 - len(kept)
+        np.testing.assert_array_equal(out[n_new:, c], kept)  # survivors keep their order, at the bottom
+        np.testing.assert_array_equal(out[:n_new, c], new_tiles[:n_new, c])
+        if n_new == 0:
+            np.testing.assert_array_equal(out[:, c], board[:, c])
