@@ -40,16 +40,3 @@ def cell_ints(seed: jax.Array, draw: jax.Array, shape: tuple[int, ...], n: int) 
     """int32[shape]: uniform integers in [0, n) for every cell (bias below n / 2**32)."""
     return (cell_bits(seed, draw, shape) % jnp.uint32(n)).astype(jnp.int32)
 
-
-def shuffle(values: jax.Array, seed: jax.Array, draw: jax.Array) -> jax.Array:
-    """A uniformly random permutation of the flat array `values` (any shape, permuted as a
-    whole and reshaped back). Ranks random keys by pairwise comparison instead of sorting:
-    n^2 cheap comparisons beat XLA's CPU sort for the few dozen cells of a board."""
-    flat = values.ravel()
-    n = flat.shape[0]
-    keys = cell_bits(seed, draw, (n,))
-    index = jnp.arange(n)
-    before = (keys[None, :] < keys[:, None]) | ((keys[None, :] == keys[:, None]) & (index[None, :] < index[:, None]))
-    rank = jnp.sum(before, axis=1)  # distinct: a permutation of 0..n-1
-    moved = jnp.sum(jnp.where(rank[:, None] == index[None, :], flat[:, None], 0), axis=0)
-    return moved.reshape(values.shape)

@@ -211,6 +211,14 @@ def _fallback_board(rows: int, cols: int, n_types: int) -> np.ndarray | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _fallback(rows: int, cols: int, n_types: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fallback board and its legal mask, as host constants for the traced step."""
+    board = _fallback_board(rows, cols, n_types)
+    with jax.ensure_compile_time_eval():  # may first be asked for while a step is traced
+        return board, np.asarray(legal_mask(jnp.asarray(board)))
+
+
 # ---- the game -------------------------------------------------------------------------------
 
 
@@ -314,10 +322,8 @@ class Swap(Env):
         board, mask, ok = settle(
             board, runs, seed, self.num_tile_types, jnp.asarray(first_round, jnp.int32), self.max_settle_tries
         )
-        fallback = _fallback_board(self.rows, self.cols, self.num_tile_types)
-        board = jnp.where(ok, board, jnp.asarray(fallback))
-        mask = jnp.where(ok, mask, jnp.asarray(legal_mask(jnp.asarray(fallback))))
-        return board, mask
+        fallback_board, fallback_mask = _fallback(self.rows, self.cols, self.num_tile_types)
+        return jnp.where(ok, board, fallback_board), jnp.where(ok, mask, fallback_mask)
 
     def _deal(self, key: jax.Array):
         seed = chance.seed_from_key(key)
