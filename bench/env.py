@@ -86,7 +86,7 @@ def _draw_numpy_board(board: np.ndarray, env) -> np.ndarray:
         for c, tile in enumerate(row):
             colour, shape = divmod(int(tile), env.shapes)
             box = (c * px + 3, r * px + 3, (c + 1) * px - 4, (r + 1) * px - 4)
-            rgb = tiles.COLOURS[colour][1]
+            rgb = tiles.palette(env.palette)[colour][1]
             draw.rectangle((c * px, r * px, (c + 1) * px - 1, (r + 1) * px - 1), outline=(150, 150, 150))
             if shape == 0:
                 draw.ellipse(box, fill=rgb)

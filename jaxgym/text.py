@@ -10,6 +10,7 @@ Answer rules (`parse_answer`), decided once for every game:
   * pair games answer `(r1, c1) (r2, c2)`: 0-indexed (row, column) from the top-left, ASCII
     digits only (no signs, no unicode digits), at most 4 digits a number, spaces anywhere
     between the parts, an optional comma between the two cells;
+  * digit games (2048) answer one ASCII digit, the action id, with optional spaces around it;
   * anything else, a cell off the board, or a pair that is no move of the game (for Swap: two
     cells that are not 4-neighbours) gives -1, `jaxgym.INVALID_ACTION`, which steps as an
     invalid move. `parse_answer` never raises.
@@ -17,8 +18,9 @@ Answer rules (`parse_answer`), decided once for every game:
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,9 +35,22 @@ _RESPONSE = re.compile(
 )
 _NUMBER = r"\s*([0-9]{1,4})\s*"
 _PAIR_ANSWER = re.compile(rf"\s*\({_NUMBER},{_NUMBER}\)\s*,?\s*\({_NUMBER},{_NUMBER}\)\s*", re.ASCII)
+_DIGIT_ANSWER = re.compile(r"\s*([0-9])\s*", re.ASCII)
 
 
 # ---- per-game text --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GameText:
+    """How one game talks: its prompt, the names of a board's cells (rows of strings, joined by
+    `separator` into perception lines), and its answer kind: "pair" (`(r1, c1) (r2, c2)`, through
+    `env.encode_action`) or "digit" (one ASCII digit, the action id itself)."""
+
+    prompt: Callable[[Env], str]
+    cells: Callable[[Env, np.ndarray], list[list[str]]]
+    separator: str = " | "
+    answer: str = "pair"
 
 
 def _swap_prompt(env: Env) -> str:
@@ -51,20 +66,23 @@ def _swap_prompt(env: Env) -> str:
     )
 
 
-def _swap_cells(env: Env, board: np.ndarray) -> list[list[str]]:
-    names = tiles.tile_names(env.colours, env.shapes)
-    return [[names[t] for t in row] for row in board]
+def _shape_cells(env: Env, board: np.ndarray) -> list[list[str]]:
+    names = tiles.tile_names(env.colours, env.shapes, env.palette)
+    return [[names[t] if t >= 0 else EMPTY for t in row] for row in board]
 
 
-_PROMPTS = {"swap": _swap_prompt}
-_CELL_NAMES = {"swap": _swap_cells}
-_PAIR_GAMES = {"swap"}
+EMPTY = "-"
+"""How every game names an empty cell in perception text."""
+
+_GAME_TEXT: dict[str, GameText] = {
+    "swap": GameText(_swap_prompt, _shape_cells),
+}
 
 
-def _lookup(table: dict, env: Env):
-    if env.name not in table:
+def _lookup(env: Env) -> GameText:
+    if env.name not in _GAME_TEXT:
         raise NotImplementedError(f"no text interface for game {env.name!r}")
-    return table[env.name]
+    return _GAME_TEXT[env.name]
 
 
 # ---- public ---------------------------------------------------------------------------------
@@ -72,7 +90,7 @@ def _lookup(table: dict, env: Env):
 
 def prompt(env: Env) -> str:
     """The instruction shown to the model with the board image."""
-    return _lookup(_PROMPTS, env)(env)
+    return _lookup(env).prompt(env)
 
 
 def perception(env: Env, state: State) -> str:
@@ -81,19 +99,20 @@ def perception(env: Env, state: State) -> str:
     board = np.asarray(state.board)
     if board.shape != env.board_shape:
         raise ValueError(f"perception takes one board of shape {env.board_shape}, got {board.shape}")
-    rows = _lookup(_CELL_NAMES, env)(env, board)
-    return "\n".join(" | ".join(row) for row in rows)
+    game = _lookup(env)
+    return "\n".join(game.separator.join(row) for row in game.cells(env, board))
 
 
 def answer_text(env: Env, action: Any) -> str:
-    """The answer string for an action: `(r1, c1) (r2, c2)` for pair games."""
-    _lookup(_PROMPTS, env)
-    if env.name in _PAIR_GAMES:
-        r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
-        if r1 < 0:
-            raise ValueError(f"{env.name}: action {action} is out of range [0, {env.num_actions})")
-        return f"({r1}, {c1}) ({r2}, {c2})"
-    raise NotImplementedError(f"no answer format for game {env.name!r}")
+    """The answer string for an action: `(r1, c1) (r2, c2)` for pair games, the digit for
+    digit games. ValueError for an action out of range."""
+    game = _lookup(env)
+    if not 0 <= int(action) < env.num_actions:
+        raise ValueError(f"{env.name}: action {action} is out of range [0, {env.num_actions})")
+    if game.answer == "digit":
+        return str(int(action))
+    r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
+    return f"({r1}, {c1}) ({r2}, {c2})"
 
 
 def response_text(perception_text: str, think: str, answer: str) -> str:
@@ -127,15 +146,18 @@ def parse_answer(env: Env, text: Any) -> int:
         answer = extract_answer(text)
         if answer is None:
             return INVALID_ACTION
-        if env.name in _PAIR_GAMES:
-            match = _PAIR_ANSWER.fullmatch(answer)
-            if match is None:
+        if _lookup(env).answer == "digit":
+            match = _DIGIT_ANSWER.fullmatch(answer)
+            if match is None or int(match.group(1)) >= env.num_actions:
                 return INVALID_ACTION
-            r1, c1, r2, c2 = (int(g) for g in match.groups())
-            rows, cols = env.board_shape
-            if not (r1 < rows and r2 < rows and c1 < cols and c2 < cols):
-                return INVALID_ACTION
-            return int(env.encode_action(r1, c1, r2, c2))
-        return INVALID_ACTION
+            return int(match.group(1))
+        match = _PAIR_ANSWER.fullmatch(answer)
+        if match is None:
+            return INVALID_ACTION
+        r1, c1, r2, c2 = (int(g) for g in match.groups())
+        rows, cols = env.board_shape
+        if not (r1 < rows and r2 < rows and c1 < cols and c2 < cols):
+            return INVALID_ACTION
+        return int(env.encode_action(r1, c1, r2, c2))
     except Exception:  # a parser for model output must not crash the caller
         return INVALID_ACTION

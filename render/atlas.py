@@ -1,5 +1,10 @@
 """Sprite atlases: every tile type of a game drawn once, on the host, per configuration.
 
+An atlas is uint8[n_sprites, tile_px, tile_px, 3]. The renderer draws sprite v for a board value
+v >= 0 (values past the end clip to the second-to-last sprite) and the last sprite, the empty
+cell, for negative values. Each game registers the function that makes its atlas with
+`@register_atlas(name)`; this module holds the coloured-shape games (Swap, Shisen-Sho).
+
 Shapes are drawn by coverage: each pixel is split into SUPERSAMPLE x SUPERSAMPLE sample points,
 and the fraction inside the shape blends its colour over the cell (anti-aliasing). Pure NumPy,
 so the pixels are the same on every machine (the golden-image test relies on it).
@@ -8,6 +13,7 @@ so the pixels are the same on every machine (the golden-image test relies on it)
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import numpy as np
 
@@ -94,21 +100,47 @@ def shape_sprite(shape: str, rgb: tuple[int, int, int], px: int) -> np.ndarray:
     return np.clip(np.rint(cell), 0, 255).astype(np.uint8)
 
 
+def blank_cell(px: int) -> np.ndarray:
+    """uint8[px, px, 3]: the empty cell every game draws for an empty board cell."""
+    return np.clip(np.rint(_blank_cell(px)), 0, 255).astype(np.uint8)
+
+
 @functools.lru_cache(maxsize=64)
-def shape_atlas(n_colours: int, n_shapes: int, px: int) -> np.ndarray:
+def shape_atlas(n_colours: int, n_shapes: int, px: int, palette: str = "distinct") -> np.ndarray:
     """uint8[n_colours * n_shapes + 1, px, px, 3]: every coloured-shape tile type, in type-id
     order (colour * n_shapes + shape), then the empty cell last."""
+    colours = tiles.palette(palette)
     sprites = [
-        shape_sprite(tiles.SHAPES[shape], tiles.COLOURS[colour][1], px)
+        shape_sprite(tiles.SHAPES[shape], colours[colour][1], px)
         for colour in range(n_colours)
         for shape in range(n_shapes)
     ]
-    sprites.append(np.clip(np.rint(_blank_cell(px)), 0, 255).astype(np.uint8))
+    sprites.append(blank_cell(px))
     return np.stack(sprites)
 
 
+_ATLAS_MAKERS: dict[str, Callable[[Env], np.ndarray]] = {}
+
+
+def register_atlas(*names: str):
+    """Decorator: `fn(env) -> atlas` draws the sprites of the games `names`."""
+
+    def add(fn: Callable[[Env], np.ndarray]) -> Callable[[Env], np.ndarray]:
+        for name in names:
+            _ATLAS_MAKERS[name] = fn
+        return fn
+
+    return add
+
+
 def atlas_for(env: Env) -> np.ndarray:
-    """The sprite atlas of a game: uint8[num_tile_types + 1, tile_px, tile_px, 3], empty last."""
-    if hasattr(env, "colours") and hasattr(env, "shapes"):
-        return shape_atlas(env.colours, env.shapes, env.tile_px)
-    raise NotImplementedError(f"no sprites for game {env.name!r}")
+    """The sprite atlas of a game: uint8[n_sprites, tile_px, tile_px, 3], the empty cell last."""
+    if env.name not in _ATLAS_MAKERS:
+        raise NotImplementedError(f"no sprites for game {env.name!r}")
+    return _ATLAS_MAKERS[env.name](env)
+
+
+@register_atlas("swap", "shisensho")
+def coloured_shapes(env: Env) -> np.ndarray:
+    """Swap and Shisen-Sho: tile type t = colour * shapes + shape is sprite t."""
+    return shape_atlas(env.colours, env.shapes, env.tile_px, env.palette)

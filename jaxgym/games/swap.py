@@ -227,7 +227,7 @@ def _fallback(rows: int, cols: int, n_types: int) -> tuple[np.ndarray, np.ndarra
     presets={
         "easy": dict(rows=4, cols=4, colours=2, shapes=2),
         "paper": dict(rows=8, cols=8, colours=4, shapes=3),
-        "hard": dict(rows=10, cols=10, colours=6, shapes=4),
+        "hard": dict(rows=10, cols=10, colours=6, shapes=4, palette="close"),
     },
 )
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -240,6 +240,7 @@ class Swap(Env):
                        it are re-drawn without scoring.
     max_settle_tries:  bound on re-draw/reshuffle rounds; a board still unsettled after it is
                        replaced by a fixed settled board found when the env was made.
+    palette:           "distinct" or "close" colours (perceptual difficulty, `jaxgym.tiles`).
     """
 
     rows: int = 8
@@ -248,8 +249,11 @@ class Swap(Env):
     shapes: int = 3
     max_cascade_rounds: int = 32
     max_settle_tries: int = 64
+    palette: str = "distinct"
 
     def validate(self) -> None:
+        require(self.palette in tiles.PALETTES,
+                f"swap: palette must be one of {sorted(tiles.PALETTES)}, got {self.palette!r}")
         for knob in ("rows", "cols", "colours", "shapes", "max_cascade_rounds", "max_settle_tries"):
             value = getattr(self, knob)
             require(isinstance(value, int) and not isinstance(value, bool),
