@@ -71,11 +71,65 @@ def _shape_cells(env: Env, board: np.ndarray) -> list[list[str]]:
     return [[names[t] if t >= 0 else EMPTY for t in row] for row in board]
 
 
+def _twenty48_prompt(env: Env) -> str:
+    return (
+        f"You are playing 2048 on a {env.size}x{env.size} grid. Each tile shows a power of two. "
+        "A move slides every tile as far as it can in one direction; two tiles of the same value "
+        "that meet merge into one tile of their sum (once per move), and the merged values are "
+        "your score. A move that changes nothing is invalid. After every valid move a new 2 or 4 "
+        "appears on an empty cell.\n"
+        "First describe the board inside <perception></perception>: one line per row, cells "
+        'written as their number, "-" for an empty cell, joined by "|" (like 2|-|4|-). Then '
+        "reason inside <think></think>. Then give your move inside <answer></answer> as one "
+        "digit: 0 up, 1 right, 2 down, 3 left."
+    )
+
+
+def _number_cells(env: Env, board: np.ndarray) -> list[list[str]]:
+    return [[str(2 ** int(k)) if k > 0 else EMPTY for k in row] for row in board]
+
+
+def _shisensho_prompt(env: Env) -> str:
+    return (
+        f"You are playing Shisen-Sho on a {env.rows}x{env.cols} grid. Every cell holds a tile with "
+        "a colour and a shape, or is empty. Pick two identical tiles (same colour and same shape) "
+        "that can be joined by a path of at most three straight lines (at most two turns) through "
+        "empty cells; the path may go around the outside of the board. Both tiles are removed. "
+        "Cells are (row, column), 0-indexed from the top-left.\n"
+        "First describe the board inside <perception></perception>: one line per row, cells "
+        f'named like "Red circle", empty cells as "{EMPTY}", joined by " | ". Then reason inside '
+        "<think></think>. Then give your pair inside <answer></answer> as (r1, c1) (r2, c2)."
+    )
+
+
+def _shisensho_images_prompt(env: Env) -> str:
+    classes = ", ".join(env.class_names)
+    return (
+        f"You are playing Shisen-Sho with pictures on a {env.rows}x{env.cols} grid. Every cell "
+        f"shows a picture of one of these classes: {classes}; or is empty. Pick two pictures of "
+        "the same class (they may be different pictures) that can be joined by a path of at most "
+        "three straight lines (at most two turns) through empty cells; the path may go around the "
+        "outside of the board. Both are removed. Cells are (row, column), 0-indexed from the "
+        "top-left.\n"
+        "First describe the board inside <perception></perception>: one line per row, each cell "
+        f'named by its class, empty cells as "{EMPTY}", joined by " | ". Then reason inside '
+        "<think></think>. Then give your pair inside <answer></answer> as (r1, c1) (r2, c2)."
+    )
+
+
+def _class_cells(env: Env, board: np.ndarray) -> list[list[str]]:
+    names = env.class_names
+    return [[names[t // env.images_per_class] if t >= 0 else EMPTY for t in row] for row in board]
+
+
 EMPTY = "-"
 """How every game names an empty cell in perception text."""
 
 _GAME_TEXT: dict[str, GameText] = {
     "swap": GameText(_swap_prompt, _shape_cells),
+    "shisensho": GameText(_shisensho_prompt, _shape_cells),
+    "shisensho-images": GameText(_shisensho_images_prompt, _class_cells),
+    "2048": GameText(_twenty48_prompt, _number_cells, separator="|", answer="digit"),
 }
 
 

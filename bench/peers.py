@@ -1,0 +1,146 @@
+"""2048 in other JAX libraries, timed like our own rules benchmark: `python -m bench.peers`.
+
+For pgx's `pgx.make("2048")` and jumanji's `jumanji.make("Game2048-v1")`, this measures exactly
+what `bench.env.bench_rules` measures for our games: board-steps/s of `vmap(env.step)` with a
+uniformly random legal move per board, drawn from the library's own legal-action mask (pgx:
+`state.legal_action_mask`; jumanji: `timestep.observation.action_mask`) with
+`jaxgym.random_legal_action`, and `steps` moves fused into one jitted `lax.scan`. State only, no
+rendering; the first (compiling) call is timed apart from the second, which is the number
+reported. Whatever each library's step computes besides the board (pgx's one-hot observation,
+jumanji's `TimeStep`) is part of its step and so part of the time.
+
+Finished games are neither reset nor dropped: every board keeps being stepped, as in
+`bench_rules`. A pgx board that has terminated comes back unchanged with zero reward (pgx makes
+every action legal there); a jumanji board with no legal move takes action 0, which leaves it
+unchanged with zero reward. From fresh boards a 2048 game cannot end within about 14 moves, so
+at the default 20 moves this hardly ever matters.
+
+These libraries are optional and not needed by jaxgym: `pip install -e ".[bench]"`. Each
+function returns None when its library cannot be imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+import jaxgym
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _pick(keys: jax.Array, masks: jax.Array) -> jax.Array:
+    """int32[batch]: a uniformly random legal action per board; 0 where none is legal."""
+    actions = jax.vmap(jaxgym.random_legal_action)(keys, masks)
+    return jnp.where(masks.any(axis=-1), actions, 0).astype(jnp.int32)
+
+
+def _time_rollout(rollout: Callable, carry: Any, seed: int) -> tuple[float, float, Any]:
+    """(compile_s, run_s, rewards) for a first (compiling) and a second call of `rollout`."""
+    start = time.perf_counter()
+    jax.block_until_ready(rollout(carry, jax.random.key(seed + 1)))
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    _, rewards = jax.block_until_ready(rollout(carry, jax.random.key(seed + 2)))
+    return compile_s, time.perf_counter() - start, rewards
+
+
+def pgx_2048(batch: int, steps: int, seed: int) -> dict | None:
+    """pgx's 2048 (`pgx.make("2048")`, pgx 2.x API); None if pgx is not importable."""
+    try:
+        import pgx
+    except Exception:  # not installed, or broken on this jax
+        return None
+    env = pgx.make("2048")
+
+    def move(states, key):
+        pick_key, step_key = jax.random.split(key)
+        actions = _pick(jax.random.split(pick_key, batch), states.legal_action_mask)
+        states = jax.vmap(env.step)(states, actions, jax.random.split(step_key, batch))
+        return states, states.rewards[:, 0]
+
+    @jax.jit
+    def rollout(states, key):
+        return jax.lax.scan(move, states, jax.random.split(key, steps))
+
+    states = jax.jit(jax.vmap(env.init))(jax.random.split(jax.random.key(seed), batch))
+    compile_s, seconds, rewards = _time_rollout(rollout, states, seed)
+    return {
+        "board_steps_per_s": batch * steps / seconds,
+        "compile_s": compile_s,
+        "mean_reward": float(jnp.mean(rewards)),
+        "version": _version("pgx"),
+    }
+
+
+def jumanji_2048(batch: int, steps: int, seed: int) -> dict | None:
+    """jumanji's 2048 (`jumanji.make("Game2048-v1")`); None if jumanji is not importable."""
+    try:
+        import jumanji
+    except Exception:  # not installed, or broken on this jax
+        return None
+    env = jumanji.make("Game2048-v1")
+
+    def move(carry, key):
+        states, timesteps = carry
+        actions = _pick(jax.random.split(key, batch), timesteps.observation.action_mask)
+        states, timesteps = jax.vmap(env.step)(states, actions)
+        return (states, timesteps), timesteps.reward
+
+    @jax.jit
+    def rollout(carry, key):
+        return jax.lax.scan(move, carry, jax.random.split(key, steps))
+
+    carry = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(seed), batch))
+    compile_s, seconds, rewards = _time_rollout(rollout, carry, seed)
+    return {
+        "board_steps_per_s": batch * steps / seconds,
+        "compile_s": compile_s,
+        "mean_reward": float(jnp.mean(rewards)),
+        "version": _version("jumanji"),
+    }
+
+
+PEERS = {"pgx": pgx_2048, "jumanji": jumanji_2048}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=20, help="moves timed per measurement")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.batch < 1 or args.steps < 1:
+        parser.error("--batch and --steps must be >= 1")
+
+    device = jax.devices()[0]
+    print(f"2048, batch {args.batch}, {args.steps} moves; {device.platform}:{device.device_kind}, jax {jax.__version__}")
+    results: dict = {"batch": args.batch, "steps": args.steps, "jax": jax.__version__}
+    for name, bench in PEERS.items():
+        result = bench(args.batch, args.steps, args.seed)
+        results[name] = result
+        if result is None:
+            print(f"  {name:<8} not installed (pip install -e '.[bench]')")
+        else:
+            print(f"  {name:<8} {result['version']:<8} {result['board_steps_per_s']:>12,.0f} board-steps/s"
+                  f"   (compile {result['compile_s']:.1f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
