@@ -1,12 +1,15 @@
-"""Environment throughput: `python -m bench.env --game swap --batch 4096`.
+"""Environment throughput: `python -m bench.env --game all --batch 4096`.
 
-Measures, after compilation and on whatever device JAX uses:
+For each game (at its default, the paper's setting, or `--preset`) and for a mixed batch of all
+of them (equal shares, one jit), measures after compilation, on whatever device JAX uses:
   rules   board-steps/s of `vmap(env.step)` with random legal moves (legal mask included),
           `--steps` moves fused into one jitted `lax.scan`;
   render  frames/s of one jitted call that steps the batch and returns its frames
           (uint8[batch, H, W, 3], materialised), called once per move from Python;
-and, side by side, the NumPy reference (`bench.numpy_swap`) stepped and drawn one board at a
-time in a host loop, the way a gym environment batched by SyncVectorEnv runs.
+and, side by side in the same run: for Swap, the NumPy reference (`bench.numpy_swap`) stepped
+and drawn one board at a time in a host loop, the way a gym environment batched by
+SyncVectorEnv runs; for 2048, pgx's and jumanji's 2048 timed the same way as `rules` (state
+only) when those packages are installed (`pip install -e ".[bench]"`, see `bench.peers`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import jaxgym
-import render
-from bench import numpy_swap
+from bench import numpy_swap, peers
 from jaxgym import tiles
+from jaxgym.multigame import MultiGame
+
+MIX = "mix"
 
 
 def machine() -> str:
@@ -33,18 +38,24 @@ def machine() -> str:
     return f"{device.platform}:{device.device_kind} ({os.cpu_count()} CPU cores, {cpu}), jax {jax.__version__}"
 
 
-def bench_rules(env, batch: int, steps: int, seed: int) -> dict:
+def batch_of(games: list[str], batch: int, preset: str | None) -> MultiGame:
+    """`batch` boards shared equally among `games` (one game: a plain batch of it)."""
+    envs = tuple(jaxgym.make(name, preset=preset) for name in games)
+    counts = [batch // len(games)] * len(games)
+    counts[0] += batch - sum(counts)
+    return MultiGame(envs=envs, counts=tuple(counts))
+
+
+def bench_rules(mix: MultiGame, steps: int, seed: int) -> dict:
     def move(states, key):
-        keys = jax.random.split(key, batch)
-        actions = jax.vmap(jaxgym.random_legal_action)(keys, states.legal_action_mask)
-        states = jax.vmap(env.step)(states, actions)
-        return states, states.reward
+        states = mix.step(states, mix.random_actions(key, states))
+        return states, mix.field(states, "reward")
 
     @jax.jit
     def rollout(states, key):
         return jax.lax.scan(move, states, jax.random.split(key, steps))
 
-    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(seed), batch))
+    states = jax.jit(mix.reset)(jax.random.key(seed))
     start = time.perf_counter()
     jax.block_until_ready(rollout(states, jax.random.key(seed + 1)))
     compile_s = time.perf_counter() - start
@@ -52,21 +63,19 @@ def bench_rules(env, batch: int, steps: int, seed: int) -> dict:
     states, rewards = jax.block_until_ready(rollout(states, jax.random.key(seed + 2)))
     seconds = time.perf_counter() - start
     return {
-        "board_steps_per_s": batch * steps / seconds,
+        "board_steps_per_s": mix.batch_size * steps / seconds,
         "compile_s": compile_s,
         "mean_reward": float(np.mean(rewards)),
     }
 
 
-def bench_render(env, batch: int, steps: int, seed: int) -> dict:
+def bench_render(mix: MultiGame, steps: int, seed: int) -> dict:
     @jax.jit
     def step_and_draw(states, key):
-        keys = jax.random.split(key, batch)
-        actions = jax.vmap(jaxgym.random_legal_action)(keys, states.legal_action_mask)
-        states = jax.vmap(env.step)(states, actions)
-        return states, render.frames(env, states)
+        states = mix.step(states, mix.random_actions(key, states))
+        return states, mix.frames(states)
 
-    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(seed), batch))
+    states = jax.jit(mix.reset)(jax.random.key(seed))
     keys = jax.random.split(jax.random.key(seed + 1), steps + 1)
     states, frames = jax.block_until_ready(step_and_draw(states, keys[0]))
     start = time.perf_counter()
@@ -74,7 +83,7 @@ def bench_render(env, batch: int, steps: int, seed: int) -> dict:
         states, frames = step_and_draw(states, key)
     jax.block_until_ready(frames)
     seconds = time.perf_counter() - start
-    return {"frames_per_s": batch * steps / seconds, "frame_shape": list(frames.shape[1:])}
+    return {"frames_per_s": mix.batch_size * steps / seconds, "frame_shape": list(frames.shape[1:])}
 
 
 def _draw_numpy_board(board: np.ndarray, env) -> np.ndarray:
@@ -112,32 +121,60 @@ def bench_numpy_reference(env, boards: int, steps: int, seed: int) -> dict:
     return {"frames_per_s": boards * steps / seconds, "boards": boards}
 
 
+def bench_game(game: str, args) -> dict:
+    """Every measurement for one game (or MIX), printed as it comes."""
+    names = sorted(jaxgym.list_games()) if game == MIX else [game]
+    mix = batch_of(names, args.batch, args.preset)
+    shapes = ", ".join(f"{env.name} {env.board_shape[0]}x{env.board_shape[1]}" for env in mix.envs)
+    print(f"{game if game == MIX else ''}{' of ' if game == MIX else ''}{shapes}, batch {args.batch}")
+    result: dict = {"boards": dict(zip(mix.labels, mix.counts))}
+    result["rules"] = bench_rules(mix, args.steps, args.seed)
+    print(f"  rules only (with legal mask): {result['rules']['board_steps_per_s']:>12,.0f} board-steps/s"
+          f"   (compile {result['rules']['compile_s']:.1f} s)")
+    result["render"] = bench_render(mix, args.steps, args.seed)
+    h, w, _ = result["render"]["frame_shape"]
+    print(f"  step + render {h}x{w}:       {result['render']['frames_per_s']:>12,.0f} frames/s")
+    if game == "swap" and args.reference_boards > 0:
+        result["numpy_reference"] = bench_numpy_reference(mix.envs[0], args.reference_boards, 2, args.seed)
+        print(f"  NumPy + PIL, one board at a time: {result['numpy_reference']['frames_per_s']:>8,.0f} frames/s")
+    if game == "2048":
+        for name, peer in peers.PEERS.items():
+            figures = peer(args.batch, args.steps, args.seed)
+            result[name] = figures
+            if figures is None:
+                print(f"  {name}: not installed (pip install -e '.[bench]')")
+            else:
+                print(f"  {name} {figures['version']} 2048, state only: "
+                      f"{figures['board_steps_per_s']:>12,.0f} board-steps/s")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.env", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()))
-    parser.add_argument("--preset", default=None)
+    choices = sorted(jaxgym.list_games()) + [MIX, "all"]
+    parser.add_argument("--game", default="all", choices=choices,
+                        help="one game, 'mix' (all games in one batch) or 'all' (each, then the mix)")
+    parser.add_argument("--preset", default=None, help="difficulty preset for every game (default: paper)")
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=20, help="moves timed per measurement")
-    parser.add_argument("--reference-boards", type=int, default=32, help="boards for the NumPy loop (0: skip)")
+    parser.add_argument("--reference-boards", type=int, default=32, help="boards for the NumPy Swap loop (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.steps < 1:
         parser.error("--batch and --steps must be >= 1")
+    try:
+        games = choices[:-1] if args.game == "all" else [args.game]
+        for game in games:
+            if game != MIX:
+                jaxgym.make(game, preset=args.preset)
+    except ValueError as error:
+        parser.error(str(error))
 
-    env = jaxgym.make(args.game, preset=args.preset)
-    rows, cols = env.board_shape
-    print(f"{args.game} {rows}x{cols}, batch {args.batch}, {args.steps} moves; {machine()}")
-    results = {"game": args.game, "preset": args.preset, "batch": args.batch, "machine": machine()}
-    results["rules"] = bench_rules(env, args.batch, args.steps, args.seed)
-    print(f"  rules only (with legal mask): {results['rules']['board_steps_per_s']:>12,.0f} board-steps/s"
-          f"   (compile {results['rules']['compile_s']:.1f} s)")
-    results["render"] = bench_render(env, args.batch, args.steps, args.seed)
-    h, w, _ = results["render"]["frame_shape"]
-    print(f"  step + render {h}x{w}:       {results['render']['frames_per_s']:>12,.0f} frames/s")
-    if args.game == "swap" and args.reference_boards > 0:
-        results["numpy_reference"] = bench_numpy_reference(env, args.reference_boards, 2, args.seed)
-        print(f"  NumPy + PIL, one board at a time: {results['numpy_reference']['frames_per_s']:>8,.0f} frames/s")
+    print(f"{args.steps} moves per measurement; {machine()}")
+    results = {"batch": args.batch, "preset": args.preset, "steps": args.steps, "machine": machine()}
+    for game in games:
+        results[game] = bench_game(game, args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -28,7 +28,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tile-px", type=int, default=None, help="pixels per cell in the animation")
     parser.add_argument("--fps", type=float, default=1.5, help="frames per second of the animation")
-    parser.add_argument("--out", default=None, help="animation file (.gif or .mp4); none: no file")
+    parser.add_argument("--out", default=None,
+                        help="animation file (.gif or .mp4), or .png for a picture of the first board; "
+                             "none: no file")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     key, reset_key = jax.random.split(jax.random.key(args.seed))
     state = jax.jit(env.reset)(reset_key)
+    first_board = render.frame(env, state)
     pictures, score = [], 0.0
     for step in tqdm(range(1, args.steps + 1), desc=f"{args.game} ({args.policy})", unit="move"):
         key, policy_key = jax.random.split(key)
@@ -66,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         score += reward
         move = text.answer_text(env, action)
         tqdm.write(f"move {step:3d}: {move}  reward {reward:+g}  score {score:g}")
-        r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
-        boxes = [render.cell_box(env, r1, c1), render.cell_box(env, r2, c2)] if r1 >= 0 else []
+        boxes = []
+        if hasattr(env, "decode_action"):  # pair games: outline the two cells
+            r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
+            boxes = [render.cell_box(env, r1, c1), render.cell_box(env, r2, c2)] if r1 >= 0 else []
         pictures.append(render.annotate(picture, [f"move {step}: {move}", f"reward {reward:+g}   score {score:g}"], boxes))
         state = next_state
         if bool(state.done):
@@ -76,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     final = render.annotate(render.frame(env, state), ["final board", f"score {score:g}"])
     pictures.append(final)
     print(f"{args.game}: {len(pictures) - 1} moves by the {args.policy} policy, score {score:g}")
-    if args.out:
+    if args.out and args.out.lower().endswith(".png"):
+        render.save_png(args.out, np.asarray(first_board))
+        print(f"wrote {args.out}")
+    elif args.out:
         render.save_animation(args.out, [np.asarray(p) for p in pictures], fps=args.fps)
         print(f"wrote {args.out} ({len(pictures)} frames)")
     return 0

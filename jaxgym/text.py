@@ -150,7 +150,12 @@ def prompt(env: Env) -> str:
 def perception(env: Env, state: State) -> str:
     """The ground-truth description of one (unbatched) board, e.g. for Swap
     "Red circle | Blue square\\nGreen star | Red circle"."""
-    board = np.asarray(state.board)
+    return describe_board(env, state.board)
+
+
+def describe_board(env: Env, board: Any) -> str:
+    """`perception` of a bare board, int32[rows, cols] (e.g. one row of a batch on the host)."""
+    board = np.asarray(board)
     if board.shape != env.board_shape:
         raise ValueError(f"perception takes one board of shape {env.board_shape}, got {board.shape}")
     game = _lookup(env)

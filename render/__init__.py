@@ -17,6 +17,8 @@ import jax.numpy as jnp
 from jaxgym.core import Env, State
 from render.atlas import atlas_for
 from render.files import annotate, save_animation, save_png
+from render import numbers  # noqa: F401  (registers the "2048" sprites)
+from render import images  # noqa: F401  (registers the "shisensho-images" sprites)
 
 __all__ = ["annotate", "cell_box", "frame", "frame_shape", "frames", "save_animation", "save_png"]
 

@@ -71,3 +71,36 @@ def test_expert_is_legal_and_its_answer_parses_back(env, key):
     assert np.asarray(jax.vmap(jaxgym.is_legal)(states.legal_action_mask, experts)).all()
     response = text.response_text("x", "y", text.answer_text(env, experts[0]))
     assert text.parse_answer(env, response) == int(experts[0])
+
+
+def test_same_cell_value_same_pixels_different_values_different_pixels(env, key):
+    states = jax.vmap(env.reset)(jax.random.split(key, 4))
+    frames = np.asarray(jax.jit(lambda s: render.frames(env, s))(states))
+    assert frames.shape == (4, *render.frame_shape(env)) and frames.dtype == np.uint8
+    rows, cols = env.board_shape
+    px = env.tile_px
+    pictures: dict[int, np.ndarray] = {}
+    for board, frame in zip(np.asarray(states.board), frames):
+        for r in range(rows):
+            for c in range(cols):
+                cell = frame[r * px : (r + 1) * px, c * px : (c + 1) * px]
+                value = int(board[r, c])
+                if value in pictures:
+                    np.testing.assert_array_equal(cell, pictures[value])
+                pictures[value] = cell
+    values = sorted(pictures)
+    for i, a in enumerate(values):
+        for b in values[i + 1 :]:
+            assert not np.array_equal(pictures[a], pictures[b]), (a, b)
+
+
+MALFORMED = [None, 3, b"<answer>1</answer>", "", "<answer></answer>", "<answer>(0, 0)</answer>",
+             "<answer>(0, 0) (0, 1)</answer><answer>(0, 0) (0, 1)</answer>", "<answer>-1</answer>",
+             "<answer>(99999, 0) (0, 0)</answer>", "<answer>up</answer>", "</answer>(0, 0) (0, 1)<answer>",
+             "<answer>\u0661</answer>", "<answer>(0, 0) (0, 1)" + "x" * 10_000 + "</answer>"]
+
+
+@pytest.mark.parametrize("response", MALFORMED)
+def test_malformed_answers_never_raise(env, response):
+    assert text.parse_answer(env, response) == jaxgym.INVALID_ACTION
+    assert text.format_ok(response) is False

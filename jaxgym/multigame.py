@@ -1,0 +1,196 @@
+"""Several games in one batch: what multi-game training consumes.
+
+    mix = jaxgym.multigame.make_mix({"swap": 1024, "shisensho": 1024, "2048": 1024}, preset="easy")
+    states = mix.reset(key)                       # one batched State per game, as a tuple
+    frames = mix.frames(states)                   # uint8[3072, H, W, 3], one canvas for all
+    states = mix.step(states, actions)            # actions: int32[3072], board order below
+    mix.prompts(); mix.perceptions(states); mix.parse_answers(responses)
+    mix.metrics(states)                           # per-game reward, valid-move rate, ...
+
+Boards are laid out game after game: the first `counts[0]` boards are `envs[0]`'s, and so on
+(`mix.game_ids` says which game each board plays). Every method that takes or returns per-board
+arrays uses that flat order, so a policy sees one batch; `step`, `frames`, `expert_actions`,
+`random_actions` and `metrics` are pure and run under one `jax.jit` with the rest of a training
+step. Each game keeps its own State (board shapes and action counts differ), so a batch is a tuple
+of States, one per game.
+
+Frames: each game's frame is scaled to fit the common canvas with its aspect ratio kept (linear
+interpolation, antialiased when shrinking) and centred on a white background. By default the
+canvas is the largest frame height by the largest frame width among the games.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import render
+from jaxgym import text
+from jaxgym.core import Env, State, is_legal, make, random_legal_action, require
+from jaxgym.wrappers import AutoReset
+
+BACKGROUND = 255  # canvas padding, white
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiGame:
+    """`counts[i]` boards of `envs[i]`, for each i, stepped and drawn as one batch.
+
+    canvas:     (height, width) of every frame; None: the largest of the games' frames.
+    auto_reset: deal a fresh board wherever an episode ends (`jaxgym.AutoReset`, per game).
+    """
+
+    envs: tuple[Env, ...]
+    counts: tuple[int, ...]
+    canvas: tuple[int, int] | None = None
+    auto_reset: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "envs", tuple(self.envs))
+        object.__setattr__(self, "counts", tuple(self.counts))
+        require(len(self.envs) >= 1, "a MultiGame needs at least one game")
+        require(all(isinstance(env, Env) for env in self.envs), "envs must be jaxgym games (jaxgym.make)")
+        require(len(self.counts) == len(self.envs),
+                f"one count per game: {len(self.envs)} games but {len(self.counts)} counts")
+        require(all(isinstance(n, int) and n >= 1 for n in self.counts),
+                f"counts must be ints >= 1, got {self.counts}")
+        if self.canvas is None:
+            shapes = [render.frame_shape(env) for env in self.envs]
+            object.__setattr__(self, "canvas", (max(s[0] for s in shapes), max(s[1] for s in shapes)))
+        require(len(self.canvas) == 2 and all(isinstance(x, int) and x >= 8 for x in self.canvas),
+                f"canvas must be (height, width), ints >= 8, got {self.canvas}")
+        object.__setattr__(self, "canvas", tuple(self.canvas))
+
+    # ---- layout ----
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """One name per game, for metrics: the game's name, numbered if it appears twice."""
+        names = [env.name for env in self.envs]
+        return tuple(n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names))
+
+    @property
+    def batch_size(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def game_ids(self) -> np.ndarray:
+        """int32[batch]: which game (index into `envs`) each board plays."""
+        return np.repeat(np.arange(len(self.envs), dtype=np.int32), self.counts)
+
+    def _split(self, flat: jax.Array) -> list[jax.Array]:
+        """A per-board array cut into one piece per game."""
+        return jnp.split(flat, np.cumsum(self.counts)[:-1])
+
+    # ---- the batch ----
+
+    def reset(self, key: jax.Array) -> tuple[State, ...]:
+        """Fresh boards for every game: a tuple of batched States."""
+        keys = jax.random.split(key, len(self.envs))
+        return tuple(
+            jax.vmap(env.reset)(jax.random.split(k, n)) for env, n, k in zip(self.envs, self.counts, keys)
+        )
+
+    def step(self, states: tuple[State, ...], actions: Any) -> tuple[State, ...]:
+        """One move on every board. actions: int32[batch] in board order."""
+        actions = jnp.asarray(actions, jnp.int32)
+        require(actions.shape == (self.batch_size,),
+                f"actions must have shape ({self.batch_size},), got {actions.shape}")
+        moved = []
+        for env, state, action in zip(self.envs, states, self._split(actions)):
+            step = AutoReset(env).step if self.auto_reset else jax.vmap(env.step)
+            moved.append(step(state, action))
+        return tuple(moved)
+
+    def expert_actions(self, states: tuple[State, ...]) -> jax.Array:
+        """int32[batch]: every game's expert move."""
+        return jnp.concatenate([jax.vmap(env.expert_action)(s) for env, s in zip(self.envs, states)])
+
+    def random_actions(self, key: jax.Array, states: tuple[State, ...]) -> jax.Array:
+        """int32[batch]: a uniformly random legal move per board (-1 where none is legal)."""
+        keys = jax.random.split(key, len(self.envs))
+        return jnp.concatenate([
+            jax.vmap(random_legal_action)(jax.random.split(k, n), s.legal_action_mask)
+            for k, n, s in zip(keys, self.counts, states)
+        ])
+
+    def legal(self, states: tuple[State, ...], actions: Any) -> jax.Array:
+        """bool[batch]: each board's action is a legal move of its game."""
+        actions = jnp.asarray(actions, jnp.int32)
+        return jnp.concatenate([
+            jax.vmap(is_legal)(s.legal_action_mask, a) for s, a in zip(states, self._split(actions))
+        ])
+
+    def field(self, states: tuple[State, ...], name: str) -> jax.Array:
+        """A per-board State field with no game-specific shape, flattened: e.g. `reward` f32[batch]."""
+        return jnp.concatenate([getattr(s, name) for s in states])
+
+    # ---- pixels ----
+
+    def frames(self, states: tuple[State, ...]) -> jax.Array:
+        """uint8[batch, canvas_h, canvas_w, 3]: every board drawn on the common canvas."""
+        return jnp.concatenate([self._on_canvas(env, render.frames(env, s)) for env, s in zip(self.envs, states)])
+
+    def _on_canvas(self, env: Env, frames: jax.Array) -> jax.Array:
+        """Scale uint8[n, h, w, 3] frames to fit the canvas, keeping their aspect, and centre them."""
+        n, h, w, _ = frames.shape
+        canvas_h, canvas_w = self.canvas
+        scale = min(canvas_h / h, canvas_w / w)
+        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+        if (new_h, new_w) != (h, w):
+            resized = jax.image.resize(frames.astype(jnp.float32), (n, new_h, new_w, 3), "linear")
+            frames = jnp.clip(jnp.round(resized), 0, 255).astype(jnp.uint8)
+        top, left = (canvas_h - new_h) // 2, (canvas_w - new_w) // 2
+        pad = ((0, 0), (top, canvas_h - new_h - top), (left, canvas_w - new_w - left), (0, 0))
+        return jnp.pad(frames, pad, constant_values=BACKGROUND)
+
+    # ---- text (host side) ----
+
+    def prompts(self) -> list[str]:
+        """The prompt of each board's game, in board order."""
+        return [text.prompt(env) for env, n in zip(self.envs, self.counts) for _ in range(n)]
+
+    def perceptions(self, states: tuple[State, ...]) -> list[str]:
+        """The ground-truth perception text of every board, in board order."""
+        out = []
+        for env, state in zip(self.envs, states):
+            boards = np.asarray(state.board)
+            out.extend(text.describe_board(env, board) for board in boards)
+        return out
+
+    def parse_answers(self, responses: Sequence[Any]) -> np.ndarray:
+        """int32[batch]: each response parsed by its board's game (-1 where malformed)."""
+        require(len(responses) == self.batch_size,
+                f"need one response per board ({self.batch_size}), got {len(responses)}")
+        envs = [self.envs[g] for g in self.game_ids]
+        return np.array([text.parse_answer(env, r) for env, r in zip(envs, responses)], np.int32)
+
+    # ---- metrics ----
+
+    def metrics(self, states: tuple[State, ...]) -> dict[str, dict[str, jax.Array]]:
+        """Per game, about the move just made: mean game reward, valid-move rate (reward >= 0:
+        finished boards, which do not move, count as valid), and the share of boards whose
+        episode is over. jit-able; `jax.device_get` it for floats."""
+        return {
+            label: {
+                "mean_reward": jnp.mean(s.reward),
+                "valid_move_rate": jnp.mean(s.reward >= 0),
+                "done_rate": jnp.mean(s.terminated | s.truncated),
+            }
+            for label, s in zip(self.labels, states)
+        }
+
+
+def make_mix(counts: Mapping[str, int], preset: str | None = None, **options: Any) -> MultiGame:
+    """A MultiGame from game names and board counts, every game at `preset` (None: defaults).
+    `options` go to MultiGame (canvas, auto_reset).
+
+    >>> mix = make_mix({"swap": 1024, "shisensho": 1024, "2048": 1024}, preset="easy")
+    """
+    require(len(counts) >= 1, "make_mix needs at least one game")
+    envs = tuple(make(name, preset=preset) for name in counts)
+    return MultiGame(envs=envs, counts=tuple(counts.values()), **options)

@@ -1,0 +1,114 @@
+"""Mixed-game batches: one jit call steps every game, and each board behaves as its own game."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxgym
+import render
+from jaxgym import multigame, text
+
+COUNTS = {"swap": 3, "shisensho": 2, "2048": 2, "shisensho-images": 2}
+
+
+@pytest.fixture(scope="module")
+def mix():
+    return multigame.make_mix(COUNTS, preset="easy")
+
+
+def test_layout(mix):
+    assert mix.batch_size == 9
+    assert mix.labels == tuple(COUNTS)
+    np.testing.assert_array_equal(mix.game_ids, [0, 0, 0, 1, 1, 2, 2, 3, 3])
+    assert len(mix.prompts()) == 9 and mix.prompts()[3] == text.prompt(mix.envs[1])
+
+
+def test_one_jit_call_steps_every_game_as_if_alone(mix, key):
+    traces = []
+
+    @jax.jit
+    def play(states, key):
+        traces.append(1)
+        actions = mix.random_actions(key, states)
+        return actions, mix.step(states, actions), mix.frames(states)
+
+    states = jax.jit(mix.reset)(key)
+    for k in jax.random.split(jax.random.key(3), 3):
+        actions, moved, _ = play(states, k)
+        for i, (env, state, after) in enumerate(zip(mix.envs, states, moved)):
+            own = jax.vmap(env.step)(state, actions[mix.game_ids == i])
+            for field in ("board", "reward", "terminated", "legal_action_mask", "step_count"):
+                np.testing.assert_array_equal(getattr(after, field), getattr(own, field))
+        states = moved
+    assert len(traces) == 1
+
+
+def test_frames_share_one_canvas_and_keep_each_game_picture(key):
+    small = jaxgym.make("swap", preset="easy", tile_px=16)  # 64 x 64
+    wide = jaxgym.make("shisensho", rows=4, cols=8, colours=2, shapes=2, copies=8, tile_px=16)  # 64 x 128
+    mix = multigame.MultiGame(envs=(small, wide), counts=(2, 1), canvas=(128, 256))
+    states = jax.jit(mix.reset)(key)
+    frames = np.asarray(jax.jit(mix.frames)(states))
+    assert frames.shape == (3, 128, 256, 3) and frames.dtype == np.uint8
+    # The wide board doubles to exactly the canvas; the square one doubles to 128 x 128 and is
+    # centred with 64 white columns on each side.
+    expected = jax.image.resize(render.frames(wide, states[1]).astype(jnp.float32), (1, 128, 256, 3), "linear")
+    np.testing.assert_allclose(frames[2:], np.round(np.asarray(expected)), atol=1)
+    assert (frames[:2, :, :64] == multigame.BACKGROUND).all() and (frames[:2, :, -64:] == 255).all()
+    expected = jax.image.resize(render.frames(small, states[0]).astype(jnp.float32), (2, 128, 128, 3), "linear")
+    np.testing.assert_allclose(frames[:2, :, 64:-64], np.round(np.asarray(expected)), atol=1)
+    unscaled = multigame.MultiGame(envs=(wide,), counts=(2,))
+    assert unscaled.canvas == (64, 128)
+    np.testing.assert_array_equal(unscaled.frames(jax.jit(unscaled.reset)(key)), render.frames(wide, jax.jit(unscaled.reset)(key)[0]))
+
+
+def test_text_is_routed_to_each_board_game(mix, key):
+    states = jax.jit(mix.reset)(key)
+    perceptions = mix.perceptions(states)
+    assert perceptions[0] == text.perception(mix.envs[0], jax.tree.map(lambda x: x[0], states[0]))
+    assert perceptions[5] == text.perception(mix.envs[2], jax.tree.map(lambda x: x[0], states[2]))
+    assert "|" in perceptions[5] and " | " not in perceptions[5]  # 2048's own format
+    experts = np.asarray(mix.expert_actions(states))
+    responses = [
+        text.response_text("p", "t", text.answer_text(mix.envs[g], a)) for g, a in zip(mix.game_ids, experts)
+    ]
+    np.testing.assert_array_equal(mix.parse_answers(responses), experts)
+    responses[5] = "<answer>(0, 0) (0, 1)</answer>"  # a pair answer to 2048 is malformed
+    assert mix.parse_answers(responses)[5] == jaxgym.INVALID_ACTION
+    assert np.asarray(mix.legal(states, experts)).all()
+
+
+def test_metrics_are_per_game(mix, key):
+    states = jax.jit(mix.reset)(key)
+    actions = np.array(mix.expert_actions(states))
+    actions[0] = jaxgym.INVALID_ACTION  # one invalid Swap move out of three
+    after = jax.jit(mix.step)(states, actions)
+    metrics = jax.device_get(jax.jit(mix.metrics)(after))
+    assert set(metrics) == set(COUNTS)
+    assert metrics["swap"]["valid_move_rate"] == pytest.approx(2 / 3)
+    assert metrics["shisensho"]["valid_move_rate"] == 1.0
+    assert metrics["swap"]["mean_reward"] == pytest.approx(float(np.mean(after[0].reward)))
+    np.testing.assert_array_equal(mix.field(after, "reward")[:3], after[0].reward)
+
+
+def test_auto_reset_deals_fresh_boards_per_game(key):
+    mix = multigame.MultiGame(
+        envs=(jaxgym.make("swap", preset="easy", max_steps=1), jaxgym.make("2048", preset="easy", max_steps=1)),
+        counts=(2, 2), auto_reset=True,
+    )
+    states = jax.jit(mix.reset)(key)
+    after = jax.jit(mix.step)(states, mix.expert_actions(states))
+    assert np.asarray(mix.field(after, "truncated")).all()  # the move ended every episode ...
+    assert (np.asarray(mix.field(after, "step_count")) == 0).all()  # ... and fresh boards wait
+
+
+def test_bad_input_raises_clear_errors(mix):
+    with pytest.raises(ValueError, match="one count per game"):
+        multigame.MultiGame(envs=(jaxgym.make("swap"),), counts=(1, 2))
+    with pytest.raises(ValueError, match="counts"):
+        multigame.make_mix({"swap": 0})
+    with pytest.raises(ValueError, match="actions must have shape"):
+        mix.step(mix.reset(jax.random.key(0)), jnp.zeros(3, jnp.int32))
+    with pytest.raises(ValueError, match="one response per board"):
+        mix.parse_answers(["x"])
