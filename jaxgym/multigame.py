@@ -14,9 +14,10 @@ arrays uses that flat order, so a policy sees one batch; `step`, `frames`, `expe
 step. Each game keeps its own State (board shapes and action counts differ), so a batch is a tuple
 of States, one per game.
 
-Frames: each game's frame is scaled to fit the common canvas with its aspect ratio kept (linear
-interpolation, antialiased when shrinking) and centred on a white background. By default the
-canvas is the largest frame height by the largest frame width among the games.
+Frames: every game is drawn on one canvas (by default the largest frame height by the largest
+frame width among the games): each game is redrawn with the largest cell size that fits the
+canvas (so its aspect is kept and its pixels stay crisp: no resampling) and centred on a white
+background. In a mixed batch the canvas, not each game's `tile_px`, sets the cell size.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class MultiGame:
     """`counts[i]` boards of `envs[i]`, for each i, stepped and drawn as one batch.
 
     canvas:     (height, width) of every frame; None: the largest of the games' frames.
+                Each game is drawn with the largest cell size that fits it.
     auto_reset: deal a fresh board wherever an episode ends (`jaxgym.AutoReset`, per game).
     """
 
@@ -64,6 +66,7 @@ class MultiGame:
         require(len(self.canvas) == 2 and all(isinstance(x, int) and x >= 8 for x in self.canvas),
                 f"canvas must be (height, width), ints >= 8, got {self.canvas}")
         object.__setattr__(self, "canvas", tuple(self.canvas))
+        self.drawn_envs  # noqa: B018  (raises now if a game does not fit the canvas)
 
     # ---- layout ----
 
@@ -133,19 +136,28 @@ class MultiGame:
 
     def frames(self, states: tuple[State, ...]) -> jax.Array:
         """uint8[batch, canvas_h, canvas_w, 3]: every board drawn on the common canvas."""
-        return jnp.concatenate([self._on_canvas(env, render.frames(env, s)) for env, s in zip(self.envs, states)])
+        return jnp.concatenate([self._on_canvas(env, s) for env, s in zip(self.drawn_envs, states)])
 
-    def _on_canvas(self, env: Env, frames: jax.Array) -> jax.Array:
-        """Scale uint8[n, h, w, 3] frames to fit the canvas, keeping their aspect, and centre them."""
-        n, h, w, _ = frames.shape
+    @property
+    def drawn_envs(self) -> tuple[Env, ...]:
+        """The games as drawn: each with the largest tile_px whose frame fits the canvas."""
         canvas_h, canvas_w = self.canvas
-        scale = min(canvas_h / h, canvas_w / w)
-        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-        if (new_h, new_w) != (h, w):
-            resized = jax.image.resize(frames.astype(jnp.float32), (n, new_h, new_w, 3), "linear")
-            frames = jnp.clip(jnp.round(resized), 0, 255).astype(jnp.uint8)
-        top, left = (canvas_h - new_h) // 2, (canvas_w - new_w) // 2
-        pad = ((0, 0), (top, canvas_h - new_h - top), (left, canvas_w - new_w - left), (0, 0))
+        fitted = []
+        for env in self.envs:
+            rows, cols = env.board_shape
+            px = min(canvas_h // rows, canvas_w // cols, 256)
+            require(px >= 8, f"canvas {self.canvas} is too small for a {rows}x{cols} {env.name} board "
+                             "(cells would be under 8 pixels)")
+            fitted.append(env if px == env.tile_px else dataclasses.replace(env, tile_px=px))
+        return tuple(fitted)
+
+    def _on_canvas(self, env: Env, state: State) -> jax.Array:
+        """uint8[n, canvas_h, canvas_w, 3]: a game's boards drawn and centred on the canvas."""
+        frames = render.frames(env, state)
+        _, h, w, _ = frames.shape
+        canvas_h, canvas_w = self.canvas
+        top, left = (canvas_h - h) // 2, (canvas_w - w) // 2
+        pad = ((0, 0), (top, canvas_h - h - top), (left, canvas_w - w - left), (0, 0))
         return jnp.pad(frames, pad, constant_values=BACKGROUND)
 
     # ---- text (host side) ----

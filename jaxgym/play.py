@@ -29,7 +29,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tile-px", type=int, default=None, help="pixels per cell in the animation")
     parser.add_argument("--fps", type=float, default=1.5, help="frames per second of the animation")
     parser.add_argument("--out", default=None,
-                        help="animation file (.gif or .mp4), or .png for a picture of the first board; "
+                        help="animation file (.gif or .mp4), or .png for a picture of the board after the moves; "
                              "none: no file")
     args = parser.parse_args(argv)
     if args.steps < 1:
@@ -60,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
 
     key, reset_key = jax.random.split(jax.random.key(args.seed))
     state = jax.jit(env.reset)(reset_key)
-    first_board = render.frame(env, state)
     pictures, score = [], 0.0
     for step in tqdm(range(1, args.steps + 1), desc=f"{args.game} ({args.policy})", unit="move"):
         key, policy_key = jax.random.split(key)
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     pictures.append(final)
     print(f"{args.game}: {len(pictures) - 1} moves by the {args.policy} policy, score {score:g}")
     if args.out and args.out.lower().endswith(".png"):
-        render.save_png(args.out, np.asarray(first_board))
+        render.save_png(args.out, np.asarray(render.frame(env, state)))
         print(f"wrote {args.out}")
     elif args.out:
         render.save_animation(args.out, [np.asarray(p) for p in pictures], fps=args.fps)

@@ -162,3 +162,23 @@ def test_atlas_holds_each_image_of_each_class_then_the_empty_cell():
 def test_atlas_rejects_more_classes_than_the_source_has():
     with pytest.raises(ValueError, match="classes=11.*10 classes"):
         atlas_for(ImageGame(classes=11))
+
+
+def test_the_game_plays_on_a_cifar_folder(tmp_path):
+    import jax
+
+    import jaxgym
+    import render
+    from jaxgym import text
+
+    folder = tmp_path / "cifar"
+    write_cifar(folder, [k for k in range(4) for _ in range(4)], names=["cat", "dog", "ship", "frog"])
+    env = jaxgym.make("shisensho-images", rows=4, cols=4, classes=4, images_per_class=4,
+                      image_source=str(folder), tile_px=16)
+    state = env.reset(jax.random.key(0))
+    assert env.class_names == ("cat", "dog", "ship", "frog")
+    words = set(text.perception(env, state).replace("\n", " | ").split(" | "))
+    assert words == {"cat", "dog", "ship", "frog"}
+    assert render.frame(env, state).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="images"):  # 4 images of each class, not 8
+        jaxgym.make("shisensho-images", rows=4, cols=4, classes=4, images_per_class=8, image_source=str(folder))

@@ -1,5 +1,7 @@
 """Mixed-game batches: one jit call steps every game, and each board behaves as its own game."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,20 +49,22 @@ def test_one_jit_call_steps_every_game_as_if_alone(mix, key):
 def test_frames_share_one_canvas_and_keep_each_game_picture(key):
     small = jaxgym.make("swap", preset="easy", tile_px=16)  # 64 x 64
     wide = jaxgym.make("shisensho", rows=4, cols=8, colours=2, shapes=2, copies=8, tile_px=16)  # 64 x 128
-    mix = multigame.MultiGame(envs=(small, wide), counts=(2, 1), canvas=(128, 256))
+    mix = multigame.MultiGame(envs=(small, wide), counts=(2, 1), canvas=(128, 260))
     states = jax.jit(mix.reset)(key)
     frames = np.asarray(jax.jit(mix.frames)(states))
-    assert frames.shape == (3, 128, 256, 3) and frames.dtype == np.uint8
-    # The wide board doubles to exactly the canvas; the square one doubles to 128 x 128 and is
-    # centred with 64 white columns on each side.
-    expected = jax.image.resize(render.frames(wide, states[1]).astype(jnp.float32), (1, 128, 256, 3), "linear")
-    np.testing.assert_allclose(frames[2:], np.round(np.asarray(expected)), atol=1)
-    assert (frames[:2, :, :64] == multigame.BACKGROUND).all() and (frames[:2, :, -64:] == 255).all()
-    expected = jax.image.resize(render.frames(small, states[0]).astype(jnp.float32), (2, 128, 128, 3), "linear")
-    np.testing.assert_allclose(frames[:2, :, 64:-64], np.round(np.asarray(expected)), atol=1)
+    assert frames.shape == (3, 128, 260, 3) and frames.dtype == np.uint8
+    # Both are redrawn with 32-pixel cells: the wide board is 128 x 256, centred with 2 white
+    # columns each side; the square one is 128 x 128, centred with 66 white columns each side.
+    big = lambda env: dataclasses.replace(env, tile_px=32)
+    np.testing.assert_array_equal(frames[2:, :, 2:-2], render.frames(big(wide), states[1]))
+    np.testing.assert_array_equal(frames[:2, :, 66:-66], render.frames(big(small), states[0]))
+    assert (frames[:2, :, :66] == multigame.BACKGROUND).all() and (frames[:, :, -2:] == 255).all()
     unscaled = multigame.MultiGame(envs=(wide,), counts=(2,))
-    assert unscaled.canvas == (64, 128)
-    np.testing.assert_array_equal(unscaled.frames(jax.jit(unscaled.reset)(key)), render.frames(wide, jax.jit(unscaled.reset)(key)[0]))
+    assert unscaled.canvas == (64, 128) and unscaled.drawn_envs == (wide,)
+    states = jax.jit(unscaled.reset)(key)
+    np.testing.assert_array_equal(unscaled.frames(states), render.frames(wide, states[0]))
+    with pytest.raises(ValueError, match="too small"):
+        multigame.MultiGame(envs=(wide,), counts=(1,), canvas=(32, 32))
 
 
 def test_text_is_routed_to_each_board_game(mix, key):
