@@ -107,7 +107,7 @@ def test_malformed_answers_never_raise(env, response):
 
 
 def test_jit_vmap_and_plain_agree(env, key):
-    keys = jax.random.split(key, 3)
+    keys = jax.random.split(key, 2)
     plain = [env.reset(k) for k in keys]
     batched = jax.jit(jax.vmap(env.reset))(keys)
     actions = [env.expert_action(s) for s in plain]

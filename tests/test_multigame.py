@@ -19,6 +19,12 @@ def mix():
     return multigame.make_mix(COUNTS, preset="easy")
 
 
+@pytest.fixture(scope="module")
+def fresh(mix):
+    """Fresh boards of the module's mix (dealt once: compiling four deals is the slow part)."""
+    return jax.jit(mix.reset)(jax.random.key(0))
+
+
 def test_layout(mix):
     assert mix.batch_size == 9
     assert mix.labels == tuple(COUNTS)
@@ -26,7 +32,7 @@ def test_layout(mix):
     assert len(mix.prompts()) == 9 and mix.prompts()[3] == text.prompt(mix.envs[1])
 
 
-def test_one_jit_call_steps_every_game_as_if_alone(mix, key):
+def test_one_jit_call_steps_every_game_as_if_alone(mix, fresh):
     traces = []
 
     @jax.jit
@@ -35,11 +41,12 @@ def test_one_jit_call_steps_every_game_as_if_alone(mix, key):
         actions = mix.random_actions(key, states)
         return actions, mix.step(states, actions), mix.frames(states)
 
-    states = jax.jit(mix.reset)(key)
+    own_steps = [jax.jit(jax.vmap(env.step)) for env in mix.envs]
+    states = fresh
     for k in jax.random.split(jax.random.key(3), 3):
         actions, moved, _ = play(states, k)
-        for i, (env, state, after) in enumerate(zip(mix.envs, states, moved)):
-            own = jax.vmap(env.step)(state, actions[mix.game_ids == i])
+        for i, (own_step, state, after) in enumerate(zip(own_steps, states, moved)):
+            own = own_step(state, actions[mix.game_ids == i])
             for field in ("board", "reward", "terminated", "legal_action_mask", "step_count"):
                 np.testing.assert_array_equal(getattr(after, field), getattr(own, field))
         states = moved
@@ -67,25 +74,25 @@ def test_frames_share_one_canvas_and_keep_each_game_picture(key):
         multigame.MultiGame(envs=(wide,), counts=(1,), canvas=(32, 32))
 
 
-def test_text_is_routed_to_each_board_game(mix, key):
-    states = jax.jit(mix.reset)(key)
+def test_text_is_routed_to_each_board_game(mix, fresh):
+    states = fresh
     perceptions = mix.perceptions(states)
     assert perceptions[0] == text.perception(mix.envs[0], jax.tree.map(lambda x: x[0], states[0]))
     assert perceptions[5] == text.perception(mix.envs[2], jax.tree.map(lambda x: x[0], states[2]))
     assert "|" in perceptions[5] and " | " not in perceptions[5]  # 2048's own format
-    experts = np.asarray(mix.expert_actions(states))
+    experts = np.asarray(jax.jit(mix.expert_actions)(states))
     responses = [
         text.response_text("p", "t", text.answer_text(mix.envs[g], a)) for g, a in zip(mix.game_ids, experts)
     ]
     np.testing.assert_array_equal(mix.parse_answers(responses), experts)
     responses[5] = "<answer>(0, 0) (0, 1)</answer>"  # a pair answer to 2048 is malformed
     assert mix.parse_answers(responses)[5] == jaxgym.INVALID_ACTION
-    assert np.asarray(mix.legal(states, experts)).all()
+    assert np.asarray(jax.jit(mix.legal)(states, experts)).all()
 
 
-def test_metrics_are_per_game(mix, key):
-    states = jax.jit(mix.reset)(key)
-    actions = np.array(mix.expert_actions(states))
+def test_metrics_are_per_game(mix, fresh):
+    states = fresh
+    actions = np.array(jax.jit(mix.expert_actions)(states))
     actions[0] = jaxgym.INVALID_ACTION  # one invalid Swap move out of three
     after = jax.jit(mix.step)(states, actions)
     metrics = jax.device_get(jax.jit(mix.metrics)(after))
@@ -102,7 +109,7 @@ def test_auto_reset_deals_fresh_boards_per_game(key):
         counts=(2, 2), auto_reset=True,
     )
     states = jax.jit(mix.reset)(key)
-    after = jax.jit(mix.step)(states, mix.expert_actions(states))
+    after = jax.jit(lambda s: mix.step(s, mix.expert_actions(s)))(states)
     assert np.asarray(mix.field(after, "truncated")).all()  # the move ended every episode ...
     assert (np.asarray(mix.field(after, "step_count")) == 0).all()  # ... and fresh boards wait
 
@@ -113,6 +120,6 @@ def test_bad_input_raises_clear_errors(mix):
     with pytest.raises(ValueError, match="counts"):
         multigame.make_mix({"swap": 0})
     with pytest.raises(ValueError, match="actions must have shape"):
-        mix.step(mix.reset(jax.random.key(0)), jnp.zeros(3, jnp.int32))
+        mix.step(None, jnp.zeros(3, jnp.int32))  # checked before the states are looked at
     with pytest.raises(ValueError, match="one response per board"):
         mix.parse_answers(["x"])

@@ -277,8 +277,10 @@ class _ShisenShoRules(Env):
             *_, tries = carry
             return (*attempt(tries), tries + 1)
 
-        board, mask = attempt(jnp.zeros((), jnp.int32))
-        board, mask, _ = jax.lax.while_loop(unplayable, again, (board, mask, jnp.ones((), jnp.int32)))
+        # Start from an "unplayable" empty board so that `attempt` is traced once, in the loop.
+        empty = jnp.full(self.board_shape, -1, jnp.int32)
+        init = (empty, jnp.zeros(self.num_actions, bool), jnp.zeros((), jnp.int32))
+        board, mask, _ = jax.lax.while_loop(unplayable, again, init)
         return board, mask
 
     def _settle_given(self, board: jax.Array, key: jax.Array):
