@@ -138,14 +138,7 @@ def bench_game(game: str, args) -> dict:
         result["numpy_reference"] = bench_numpy_reference(mix.envs[0], args.reference_boards, 2, args.seed)
         print(f"  NumPy + PIL, one board at a time: {result['numpy_reference']['frames_per_s']:>8,.0f} frames/s")
     if game == "2048":
-        for name, peer in peers.PEERS.items():
-            figures = peer(args.batch, args.steps, args.seed)
-            result[name] = figures
-            if figures is None:
-                print(f"  {name}: not installed (pip install -e '.[bench]')")
-            else:
-                print(f"  {name} {figures['version']} 2048, state only: "
-                      f"{figures['board_steps_per_s']:>12,.0f} board-steps/s")
+        result.update(peers.run_all(args.batch, args.steps, args.seed))
     return result
 
 

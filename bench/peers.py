@@ -115,6 +115,19 @@ def jumanji_2048(batch: int, steps: int, seed: int) -> dict | None:
 PEERS = {"pgx": pgx_2048, "jumanji": jumanji_2048}
 
 
+def run_all(batch: int, steps: int, seed: int) -> dict[str, dict | None]:
+    """Every peer's figures (None: not installed), each printed as it comes."""
+    results = {}
+    for name, bench in PEERS.items():
+        result = results[name] = bench(batch, steps, seed)
+        if result is None:
+            print(f"  {name} 2048: not installed (pip install -e '.[bench]')")
+        else:
+            print(f"  {name} {result['version']} 2048, state only: {result['board_steps_per_s']:>12,.0f} "
+                  f"board-steps/s   (compile {result['compile_s']:.1f} s)")
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=4096)
@@ -128,14 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = jax.devices()[0]
     print(f"2048, batch {args.batch}, {args.steps} moves; {device.platform}:{device.device_kind}, jax {jax.__version__}")
     results: dict = {"batch": args.batch, "steps": args.steps, "jax": jax.__version__}
-    for name, bench in PEERS.items():
-        result = bench(args.batch, args.steps, args.seed)
-        results[name] = result
-        if result is None:
-            print(f"  {name:<8} not installed (pip install -e '.[bench]')")
-        else:
-            print(f"  {name:<8} {result['version']:<8} {result['board_steps_per_s']:>12,.0f} board-steps/s"
-                  f"   (compile {result['compile_s']:.1f} s)")
+    results.update(run_all(args.batch, args.steps, args.seed))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
