@@ -1,5 +1,7 @@
 """Swap: known positions, properties against the NumPy reference, and the jit/vmap contract."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -194,6 +196,13 @@ def test_drop_and_refill_keeps_untouched_columns():
 
 # ---- properties ---------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
+def jitted(env):
+    """(reset, step, expert_action, step seed) compiled once per env, not once per example."""
+    seed_of = lambda state: chance.seed_from_key(jax.random.split(state.key)[1])
+    return jax.jit(env.reset), jax.jit(env.step), jax.jit(env.expert_action), jax.jit(seed_of)
+
+
 sizes = st.sampled_from([(3, 3, 2, 2), (4, 4, 2, 2), (5, 6, 3, 2), (8, 8, 4, 3), (3, 7, 2, 3)])
 
 
@@ -204,8 +213,8 @@ def test_trajectories_match_the_numpy_reference(size, seed):
     rows, cols, colours, shapes = size
     env = make(rows, cols, colours, shapes)
     oracle = ref.NumpySwap(rows, cols, colours, shapes)
-    step = jax.jit(env.step)
-    state = jax.jit(env.reset)(jax.random.key(seed))
+    reset, step, expert_action, seed_of = jitted(env)
+    state = reset(jax.random.key(seed))
     rng = np.random.default_rng(seed)
     for _ in range(6):
         board = np.asarray(state.board)
@@ -213,12 +222,12 @@ def test_trajectories_match_the_numpy_reference(size, seed):
         assert board.min() >= 0 and board.max() < env.num_tile_types
         np.testing.assert_array_equal(state.legal_action_mask, ref.legal_moves(board))
         gains = [ref.first_round_cells(board, m) for m in ref.all_swaps(rows, cols)]
-        expert = int(env.expert_action(state))
+        expert = int(expert_action(state))
         assert state.legal_action_mask[expert] and gains[expert] == max(gains)
         legal = np.flatnonzero(np.asarray(state.legal_action_mask))
         action = int(rng.choice(legal)) if rng.random() < 0.8 else int(rng.integers(env.num_actions))
         move = tuple(int(x) for x in env.decode_action(action))
-        expected_board, expected_reward = oracle.step(board, move, step_seed(state))
+        expected_board, expected_reward = oracle.step(board, move, int(seed_of(state)))
         state = step(state, action)
         np.testing.assert_array_equal(state.board, expected_board)
         assert float(state.reward) == expected_reward
@@ -226,12 +235,12 @@ def test_trajectories_match_the_numpy_reference(size, seed):
 
 @given(seed=st.integers(0, 2**31 - 1))
 def test_fresh_boards_are_settled_and_playable(seed):
-    env = make(6, 6, 2, 2)
-    state = jax.jit(env.reset)(jax.random.key(seed))
-    board = np.asarray(state.board)
+    reset, *_ = jitted(make(6, 6, 2, 2))
+    board = np.asarray(reset(jax.random.key(seed)).board)
     assert not ref.find_runs(board).any()
     assert ref.legal_moves(board).any()
-    np.testing.assert_array_equal(board, ref.NumpySwap(6, 6, 2, 2).deal(int(chance.seed_from_key(jax.random.split(jax.random.key(seed))[1]))))
+    deal_seed = int(chance.seed_from_key(jax.random.split(jax.random.key(seed))[1]))
+    np.testing.assert_array_equal(board, ref.NumpySwap(6, 6, 2, 2).deal(deal_seed))
 
 
 def test_reshuffle_is_a_permutation():
