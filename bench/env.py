@@ -51,22 +51,8 @@ def bench_rules(mix: MultiGame, steps: int, seed: int) -> dict:
         states = mix.step(states, mix.random_actions(key, states))
         return states, mix.field(states, "reward")
 
-    @jax.jit
-    def rollout(states, key):
-        return jax.lax.scan(move, states, jax.random.split(key, steps))
-
     states = jax.jit(mix.reset)(jax.random.key(seed))
-    start = time.perf_counter()
-    jax.block_until_ready(rollout(states, jax.random.key(seed + 1)))
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    states, rewards = jax.block_until_ready(rollout(states, jax.random.key(seed + 2)))
-    seconds = time.perf_counter() - start
-    return {
-        "board_steps_per_s": mix.batch_size * steps / seconds,
-        "compile_s": compile_s,
-        "mean_reward": float(np.mean(rewards)),
-    }
+    return peers.scan_throughput(move, states, mix.batch_size, steps, seed)
 
 
 def bench_render(mix: MultiGame, steps: int, seed: int) -> dict:

@@ -23,6 +23,7 @@ background. In a mixed batch the canvas, not each game's `tile_px`, sets the cel
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -138,7 +139,7 @@ class MultiGame:
         """uint8[batch, canvas_h, canvas_w, 3]: every board drawn on the common canvas."""
         return jnp.concatenate([self._on_canvas(env, s) for env, s in zip(self.drawn_envs, states)])
 
-    @property
+    @functools.cached_property
     def drawn_envs(self) -> tuple[Env, ...]:
         """The games as drawn: each with the largest tile_px whose frame fits the canvas."""
         canvas_h, canvas_w = self.canvas
