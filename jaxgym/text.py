@@ -62,7 +62,7 @@ def _swap_prompt(env: Env) -> str:
         "top-left.\n"
         "First describe the board inside <perception></perception>: one line per row, cells "
         'named like "Red circle" and joined by " | ". Then reason inside <think></think>. '
-        "Then give your move inside <answer></answer> as (r1, c1) (r2, c2)."
+        "Then give your move inside <answer></answer> as (row, column) (row, column), like (0, 1) (0, 2)."
     )
 
 
@@ -75,8 +75,8 @@ def _twenty48_prompt(env: Env) -> str:
     return (
         f"You are playing 2048 on a {env.size}x{env.size} grid. Each tile shows a power of two. "
         "A move slides every tile as far as it can in one direction; two tiles of the same value "
-        "that meet merge into one tile of their sum (once per move), and the merged values are "
-        "your score. A move that changes nothing is invalid. After every valid move a new 2 or 4 "
+        "that meet merge to one tile of their sum (once per move), and the merged values are "
+        "your score. A move that changes nothing is not allowed. After every valid move a new 2 or 4 "
         "appears on an empty cell.\n"
         "First describe the board inside <perception></perception>: one line per row, cells "
         'written as their number, "-" for an empty cell, joined by "|" (like 2|-|4|-). Then '
@@ -98,7 +98,7 @@ def _shisensho_prompt(env: Env) -> str:
         "Cells are (row, column), 0-indexed from the top-left.\n"
         "First describe the board inside <perception></perception>: one line per row, cells "
         f'named like "Red circle", empty cells as "{EMPTY}", joined by " | ". Then reason inside '
-        "<think></think>. Then give your pair inside <answer></answer> as (r1, c1) (r2, c2)."
+        "<think></think>. Then give your pair inside <answer></answer> as (row, column) (row, column), like (0, 1) (0, 2)."
     )
 
 
@@ -113,7 +113,7 @@ def _shisensho_images_prompt(env: Env) -> str:
         "top-left.\n"
         "First describe the board inside <perception></perception>: one line per row, each cell "
         f'named by its class, empty cells as "{EMPTY}", joined by " | ". Then reason inside '
-        "<think></think>. Then give your pair inside <answer></answer> as (r1, c1) (r2, c2)."
+        "<think></think>. Then give your pair inside <answer></answer> as (row, column) (row, column), like (0, 1) (0, 2)."
     )
 
 
@@ -172,6 +172,25 @@ def answer_text(env: Env, action: Any) -> str:
         return str(int(action))
     r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
     return f"({r1}, {c1}) ({r2}, {c2})"
+
+
+DIRECTIONS = ("up", "right", "down", "left")
+"""The names of 2048's actions 0..3."""
+
+
+def rationale(env: Env, board: Any, action: Any) -> str:
+    """A one-sentence reason for a move, the <think> text of the cold start's targets: for
+    Swap "Swap Red circle at (1, 2) with Blue square at (1, 3).", for Shisen-Sho "Join Red
+    circle at (0, 0) with Red circle at (0, 3).", for 2048 "Slide left." ValueError for an
+    action out of range."""
+    game = _lookup(env)
+    answer_text(env, action)  # range check
+    if game.answer == "digit":
+        return f"Slide {DIRECTIONS[int(action)]}."
+    names = game.cells(env, np.asarray(board))
+    r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
+    verb = "Swap" if env.name == "swap" else "Join"
+    return f"{verb} {names[r1][c1]} at ({r1}, {c1}) with {names[r2][c2]} at ({r2}, {c2})."
 
 
 def response_text(perception_text: str, think: str, answer: str) -> str:

@@ -16,7 +16,7 @@ def answer(body: str) -> str:
 
 def test_prompt_names_the_board_and_the_answer_format():
     prompt = text.prompt(ENV)
-    assert "4x5" in prompt and "(r1, c1) (r2, c2)" in prompt
+    assert "4x5" in prompt and "(row, column) (row, column)" in prompt
     for tag in text.TAGS:
         assert f"<{tag}>" in prompt
 

@@ -1,0 +1,401 @@
+"""A small Qwen2-VL-style vision-language model in Flax NNX.
+
+    frame uint8[H, W, 3] -> patches (patch_size) -> ViT blocks (2-D rotary) -> 2x2 patch merger
+        -> image tokens, written over the `<|image_pad|>` placeholders of the token sequence
+    [<|im_start|> <|vision_start|> <|image_pad|> x N <|vision_end|> prompt <|im_end|> <|im_start|>
+     response <|im_end|>] -> causal decoder (RMSNorm, rotary positions, SwiGLU, grouped-query
+        attention) -> logits
+
+Parameter paths follow Hugging Face's Qwen2-VL (`visual.blocks.0.attn.qkv`, `model.layers.0.
+self_attn.q_proj`, `model.embed_tokens`, `lm_head`), and `hf_names` gives the safetensors key of
+each. Differences from Qwen2-VL, so an import knows what to adapt: the patch embedding is a linear
+map of one frame's patch (Qwen2-VL's Conv3d also spans two frames in time), and the decoder uses
+1-D rotary positions over the sequence (Qwen2-VL's M-RoPE gives image tokens 2-D positions).
+
+The decoder runs three ways, all on explicit arrays so they jit and scan: `__call__` (the whole
+sequence, for training and scoring), `prefill` (the prompt, filling a key/value cache) and
+`decode` (one token per sequence against the cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# ---- configuration ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the VLM. `vocab_size` must cover the tokenizer's."""
+
+    vocab_size: int = 512
+    patch_size: int = 16  # pixels per patch side
+    spatial_merge: int = 2  # merge s x s patches into one image token
+    vision_width: int = 64
+    vision_depth: int = 2
+    vision_heads: int = 2
+    vision_mlp: int = 256
+    width: int = 128  # decoder hidden size
+    depth: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    mlp_width: int = 384
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-6
+    tie_embeddings: bool = True
+    dtype: str = "float32"  # compute dtype; parameters stay float32
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.width % self.heads == 0, "width must be a multiple of heads"),
+            (self.heads % self.kv_heads == 0, "heads must be a multiple of kv_heads"),
+            (self.vision_width % self.vision_heads == 0, "vision_width must be a multiple of heads"),
+            ((self.width // self.heads) % 2 == 0, "the decoder's head size must be even"),
+            ((self.vision_width // self.vision_heads) % 4 == 0, "the ViT head size must be 4k"),
+            (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"ModelConfig: {message} ({self})")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def image_tokens_per_side(self) -> int:
+        return self.patch_size * self.spatial_merge  # pixels per image token side
+
+    def num_image_tokens(self, frame_shape: tuple[int, ...]) -> int:
+        """Image tokens for a frame of shape (H, W, 3); ValueError if it does not tile."""
+        h, w = frame_shape[:2]
+        side = self.image_tokens_per_side
+        if h % side or w % side:
+            raise ValueError(f"frame {h}x{w} is not a multiple of {side} pixels (patch_size * "
+                             "spatial_merge); pick tile_px or patch_size to fit")
+        return (h // side) * (w // side)
+
+
+CONFIGS: dict[str, ModelConfig] = {
+    # ~1M parameters: trains on a 2-core CPU in minutes.
+    "tiny": ModelConfig(),
+    # ~20M: a single GPU.
+    "small": ModelConfig(vision_width=256, vision_depth=4, vision_heads=4, vision_mlp=1024,
+                         width=384, depth=8, heads=6, kv_heads=2, mlp_width=1024,
+                         tie_embeddings=False, dtype="bfloat16"),
+    # ~110M: Qwen2-VL's layout at a GPU-friendly size.
+    "base": ModelConfig(vision_width=512, vision_depth=8, vision_heads=8, vision_mlp=2048,
+                        width=768, depth=12, heads=12, kv_heads=4, mlp_width=2048,
+                        tie_embeddings=False, dtype="bfloat16"),
+}
+
+
+def config(name: str, **overrides: Any) -> ModelConfig:
+    """A named size, optionally changed: `config("tiny", depth=2)`."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model size {name!r}; choose one of {sorted(CONFIGS)}")
+    return dataclasses.replace(CONFIGS[name], **overrides)
+
+
+# ---- rotary positions ----------------------------------------------------------------------
+
+
+def rotary(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+    """Rotate x: [..., S, heads, d] by positions: int32[..., S] (Hugging Face's rotate-half
+    layout: the first d/2 features pair with the last d/2)."""
+    half = x.shape[-1] // 2
+    inv_freq = 1.0 / theta ** (jnp.arange(half, dtype=jnp.float32) / half)
+    angles = positions[..., None].astype(jnp.float32) * inv_freq  # [..., S, half]
+    cos, sin = jnp.cos(angles)[..., None, :], jnp.sin(angles)[..., None, :]
+    first, second = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    out = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+    return out.astype(x.dtype)
+
+
+def rotary_2d(x: jax.Array, rows: jax.Array, cols: jax.Array, theta: float) -> jax.Array:
+    """2-D rotary for image patches: the first half of each head rotates by the patch's row,
+    the second half by its column. x: [B, N, heads, d]; rows, cols: int32[N]."""
+    half = x.shape[-1] // 2
+    return jnp.concatenate(
+        [rotary(x[..., :half], rows, theta), rotary(x[..., half:], cols, theta)], axis=-1)
+
+
+# ---- vision tower ----------------------------------------------------------------------------
+
+
+def patchify(frames: jax.Array, patch: int, merge: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """uint8[B, H, W, 3] -> (float32[B, N, patch*patch*3], rows int32[N], cols int32[N]).
+
+    Patches are ordered by merge window (each s x s window's patches are consecutive), windows
+    row-major, as Qwen2-VL orders them, so the merger reshapes consecutive groups."""
+    b, h, w, c = frames.shape
+    gh, gw = h // patch, w // patch
+    x = frames.astype(jnp.float32) / 127.5 - 1.0
+    x = x.reshape(b, gh // merge, merge, patch, gw // merge, merge, patch, c)
+    x = x.transpose(0, 1, 4, 2, 5, 3, 6, 7)  # [b, wr, wc, mr, mc, py, px, c]
+    x = x.reshape(b, gh * gw, patch * patch * c)
+    r = np.arange(gh).reshape(gh // merge, merge)[:, None, :, None]
+    k = np.arange(gw).reshape(gw // merge, merge)[None, :, None, :]
+    rows = np.broadcast_to(r, (gh // merge, gw // merge, merge, merge)).ravel()
+    cols = np.broadcast_to(k, (gh // merge, gw // merge, merge, merge)).ravel()
+    return x, jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32)
+
+
+class PatchEmbed(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.proj = nnx.Linear(cfg.patch_size ** 2 * 3, cfg.vision_width, use_bias=False,
+                               dtype=cfg.dtype, rngs=rngs)
+
+
+class VisionAttention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.heads, self.theta = cfg.vision_heads, cfg.rope_theta
+        self.qkv = nnx.Linear(cfg.vision_width, 3 * cfg.vision_width, dtype=cfg.dtype, rngs=rngs)
+        self.proj = nnx.Linear(cfg.vision_width, cfg.vision_width, dtype=cfg.dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
+        b, n, d = x.shape
+        q, k, v = jnp.split(self.qkv(x).reshape(b, n, 3 * self.heads, d // self.heads), 3, axis=2)
+        q, k = rotary_2d(q, rows, cols, self.theta), rotary_2d(k, rows, cols, self.theta)
+        out = jax.nn.dot_product_attention(q, k, v)  # every patch sees every patch
+        return self.proj(out.reshape(b, n, d))
+
+
+class VisionMLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.fc1 = nnx.Linear(cfg.vision_width, cfg.vision_mlp, dtype=cfg.dtype, rngs=rngs)
+        self.fc2 = nnx.Linear(cfg.vision_mlp, cfg.vision_width, dtype=cfg.dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = self.fc1(x)
+        return self.fc2(h * jax.nn.sigmoid(1.702 * h))  # Qwen2-VL's quick GELU
+
+
+class VisionBlock(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.norm1 = nnx.LayerNorm(cfg.vision_width, epsilon=cfg.norm_eps, rngs=rngs)
+        self.attn = VisionAttention(cfg, rngs)
+        self.norm2 = nnx.LayerNorm(cfg.vision_width, epsilon=cfg.norm_eps, rngs=rngs)
+        self.mlp = VisionMLP(cfg, rngs)
+
+    def __call__(self, x: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
+        x = x + self.attn(self.norm1(x), rows, cols)
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerger(nnx.Module):
+    """LayerNorm, then each s x s window of patches -> one token of the decoder's width."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        merged = cfg.vision_width * cfg.spatial_merge ** 2
+        self.group = cfg.spatial_merge ** 2
+        self.ln_q = nnx.LayerNorm(cfg.vision_width, epsilon=cfg.norm_eps, rngs=rngs)
+        self.mlp = nnx.List([
+            nnx.Linear(merged, merged, dtype=cfg.dtype, rngs=rngs),
+            nnx.Linear(merged, cfg.width, dtype=cfg.dtype, rngs=rngs),
+        ])
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, n, d = x.shape
+        x = self.ln_q(x).reshape(b, n // self.group, d * self.group)
+        return self.mlp[1](jax.nn.gelu(self.mlp[0](x), approximate=False))
+
+
+class VisionTower(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(cfg, rngs)
+        self.blocks = nnx.List([VisionBlock(cfg, rngs) for _ in range(cfg.vision_depth)])
+        self.merger = PatchMerger(cfg, rngs)
+
+    def __call__(self, frames: jax.Array) -> jax.Array:
+        """uint8[B, H, W, 3] -> image tokens [B, N, width]."""
+        self.cfg.num_image_tokens(frames.shape[1:])
+        patches, rows, cols = patchify(frames, self.cfg.patch_size, self.cfg.spatial_merge)
+        x = self.patch_embed.proj(patches.astype(self.cfg.dtype))
+        for block in self.blocks:
+            x = block(x, rows, cols)
+        return self.merger(x)
+
+
+# ---- decoder ---------------------------------------------------------------------------------
+
+
+class Attention(nnx.Module):
+    """Grouped-query causal self-attention with rotary positions over an explicit key/value
+    buffer. Queries at buffer slots `start .. start+S-1` see the slots at or before their own
+    that `key_valid` allows."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        hd, kv = cfg.head_dim, cfg.kv_heads
+        self.q_proj = nnx.Linear(cfg.width, cfg.heads * hd, dtype=cfg.dtype, rngs=rngs)
+        self.k_proj = nnx.Linear(cfg.width, kv * hd, dtype=cfg.dtype, rngs=rngs)
+        self.v_proj = nnx.Linear(cfg.width, kv * hd, dtype=cfg.dtype, rngs=rngs)
+        self.o_proj = nnx.Linear(cfg.heads * hd, cfg.width, use_bias=False, dtype=cfg.dtype,
+                                 rngs=rngs)
+
+    def __call__(self, x, positions, buffer, start, key_valid):
+        """x: [B, S, width]; positions: int32[B, S]; buffer: (k, v) each [B, M, kv_heads, hd]
+        or None (then M = S, start = 0); key_valid: bool[B, M]. Returns (out, (k, v))."""
+        cfg = self.cfg
+        b, s, _ = x.shape
+        q = rotary(self.q_proj(x).reshape(b, s, cfg.heads, cfg.head_dim), positions, cfg.rope_theta)
+        k = rotary(self.k_proj(x).reshape(b, s, cfg.kv_heads, cfg.head_dim), positions,
+                   cfg.rope_theta)
+        v = self.v_proj(x).reshape(b, s, cfg.kv_heads, cfg.head_dim)
+        if buffer is not None:
+            k = jax.lax.dynamic_update_slice_in_dim(buffer[0], k.astype(buffer[0].dtype), start, 1)
+            v = jax.lax.dynamic_update_slice_in_dim(buffer[1], v.astype(buffer[1].dtype), start, 1)
+        query_slot = start + jnp.arange(s)
+        allowed = (jnp.arange(k.shape[1])[None, :] <= query_slot[:, None])[None] & key_valid[:, None]
+        group = cfg.heads // cfg.kv_heads
+        q = q.reshape(b, s, cfg.kv_heads, group, cfg.head_dim)
+        scores = jnp.einsum("bskgd,btkd->bkgst", q, k.astype(q.dtype)).astype(jnp.float32)
+        scores = scores / np.sqrt(cfg.head_dim)
+        scores = jnp.where(allowed[:, None, None], scores, -1e30)
+        weights = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+        out = jnp.einsum("bkgst,btkd->bskgd", weights, v.astype(q.dtype))
+        return self.o_proj(out.reshape(b, s, cfg.heads * cfg.head_dim)), (k, v)
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        kw = dict(use_bias=False, dtype=cfg.dtype, rngs=rngs)
+        self.gate_proj = nnx.Linear(cfg.width, cfg.mlp_width, **kw)
+        self.up_proj = nnx.Linear(cfg.width, cfg.mlp_width, **kw)
+        self.down_proj = nnx.Linear(cfg.mlp_width, cfg.width, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.input_layernorm = nnx.RMSNorm(cfg.width, epsilon=cfg.norm_eps, rngs=rngs)
+        self.self_attn = Attention(cfg, rngs)
+        self.post_attention_layernorm = nnx.RMSNorm(cfg.width, epsilon=cfg.norm_eps, rngs=rngs)
+        self.mlp = MLP(cfg, rngs)
+
+    def __call__(self, x, positions, buffer, start, key_valid):
+        h, buffer = self.self_attn(self.input_layernorm(x), positions, buffer, start, key_valid)
+        x = x + h
+        return x + self.mlp(self.post_attention_layernorm(x)), buffer
+
+
+class TextModel(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.embed_tokens = nnx.Embed(cfg.vocab_size, cfg.width, dtype=cfg.dtype, rngs=rngs)
+        self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.depth)])
+        self.norm = nnx.RMSNorm(cfg.width, epsilon=cfg.norm_eps, rngs=rngs)
+
+
+# ---- the VLM -------------------------------------------------------------------------------
+
+
+class VLM(nnx.Module):
+    """The policy. `image_pad_id` is the tokenizer's `<|image_pad|>` id: the positions holding
+    it receive the image tokens, in order."""
+
+    def __init__(self, cfg: ModelConfig, image_pad_id: int, *, rngs: nnx.Rngs):
+        self.cfg, self.image_pad_id = cfg, image_pad_id
+        self.visual = VisionTower(cfg, rngs)
+        self.model = TextModel(cfg, rngs)
+        if not cfg.tie_embeddings:
+            self.lm_head = nnx.Linear(cfg.width, cfg.vocab_size, use_bias=False, dtype=cfg.dtype,
+                                      rngs=rngs)
+
+    def embed(self, tokens: jax.Array, frames: jax.Array) -> jax.Array:
+        """Token embeddings with the image tokens written over the placeholders.
+        tokens: int32[B, T] (one placeholder per image token); frames: uint8[B, H, W, 3]."""
+        x = self.model.embed_tokens(tokens)
+        image = self.visual(frames).astype(x.dtype)  # [B, N, width]
+        is_image = tokens == self.image_pad_id
+        slot = jnp.clip(jnp.cumsum(is_image, axis=1) - 1, 0, image.shape[1] - 1)
+        return jnp.where(is_image[..., None], jnp.take_along_axis(image, slot[..., None], 1), x)
+
+    def logits(self, x: jax.Array) -> jax.Array:
+        x = self.model.norm(x)
+        if self.cfg.tie_embeddings:
+            return self.model.embed_tokens.attend(x).astype(jnp.float32)
+        return self.lm_head(x).astype(jnp.float32)
+
+    def _layers(self, x, positions, cache, start, key_valid):
+        new_cache = []
+        for i, layer in enumerate(self.model.layers):
+            x, kv = layer(x, positions, None if cache is None else cache[i], start, key_valid)
+            new_cache.append(kv)
+        return x, new_cache
+
+    def __call__(self, tokens: jax.Array, frames: jax.Array,
+                 valid: jax.Array | None = None) -> jax.Array:
+        """float32[B, T, vocab]: next-token logits at every position. valid: bool[B, T] marks
+        real tokens (False for left padding; padded keys are never attended)."""
+        valid = jnp.ones(tokens.shape, bool) if valid is None else valid
+        positions = positions_of(valid)
+        x, _ = self._layers(self.embed(tokens, frames), positions, None, 0, valid)
+        return self.logits(x)
+
+    def prefill(self, tokens: jax.Array, frames: jax.Array, valid: jax.Array,
+                cache_len: int) -> tuple[jax.Array, dict]:
+        """Run the prompt tokens: int32[B, T] and fill a cache of `cache_len` slots.
+        Returns (float32[B, vocab] logits after the last prompt token, cache)."""
+        b, t = tokens.shape
+        cfg = self.cfg
+        shape = (b, cache_len, cfg.kv_heads, cfg.head_dim)
+        empty = [(jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype))] * cfg.depth
+        key_valid = jnp.zeros((b, cache_len), bool).at[:, :t].set(valid)
+        x, kv = self._layers(self.embed(tokens, frames), positions_of(valid), empty, 0, key_valid)
+        cache = dict(kv=kv, key_valid=key_valid, index=jnp.int32(t),
+                     position=jnp.sum(valid, axis=1, dtype=jnp.int32))
+        return self.logits(x[:, -1]), cache
+
+    def decode(self, token: jax.Array, cache: dict) -> tuple[jax.Array, dict]:
+        """One step: token int32[B] goes into slot `cache["index"]`; returns the logits after
+        it, float32[B, vocab], and the cache advanced by one slot."""
+        index = cache["index"]
+        key_valid = jax.lax.dynamic_update_slice_in_dim(
+            cache["key_valid"], jnp.ones((token.shape[0], 1), bool), index, 1)
+        x = self.model.embed_tokens(token[:, None])
+        x, kv = self._layers(x, cache["position"][:, None], cache["kv"], index, key_valid)
+        cache = dict(kv=kv, key_valid=key_valid, index=index + 1, position=cache["position"] + 1)
+        return self.logits(x[:, 0]), cache
+
+
+def positions_of(valid: jax.Array) -> jax.Array:
+    """Rotary positions: 0, 1, ... over the valid tokens (padding takes the next one's)."""
+    return jnp.maximum(jnp.cumsum(valid, axis=1, dtype=jnp.int32) - 1, 0)
+
+
+def create(cfg: ModelConfig, image_pad_id: int, seed: int = 0) -> VLM:
+    """A randomly initialised VLM."""
+    return VLM(cfg, image_pad_id, rngs=nnx.Rngs(seed))
+
+
+def num_params(model: nnx.Module) -> int:
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+# ---- Hugging Face names ----------------------------------------------------------------------
+
+
+def hf_names(model: VLM) -> dict[str, tuple[str, ...]]:
+    """Safetensors key (Qwen2-VL layout) -> this model's parameter path. Kernels are stored
+    transposed in PyTorch ([out, in]); LayerNorm/RMSNorm `scale` is `weight`. The merger's
+    second linear is `merger.mlp.2` (index 1 is its GELU in PyTorch)."""
+    names = {}
+    for path, _ in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        parts = [str(p) for p in path]
+        key = ".".join(parts)
+        key = re.sub(r"\.kernel$", ".weight", key)
+        key = re.sub(r"\.(scale|embedding)$", ".weight", key)
+        key = key.replace("merger.mlp.1.", "merger.mlp.2.")
+        names[key] = tuple(path)
+    return names

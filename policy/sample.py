@@ -1,0 +1,92 @@
+"""Batched generation on the device: one prefill over the prompts, then a key/value-cached decode
+loop under `jax.lax.scan`, with temperature, top-k and top-p, stopping each sequence at its end of
+turn. Shapes are fixed (`max_new_tokens` steps always run; finished sequences emit padding), and
+`generate` is jitted once here, so calls with the same shapes and settings never re-trace.
+
+    samples = generate(graphdef, params, prompt, frames, prompt_valid, key, max_new_tokens=96,
+                       eos_id=tok.eos_id, pad_id=tok.pad_id)
+    samples.tokens   int32[B, N]   sampled ids (pad after the end of turn)
+    samples.logprobs float32[B, N] log-prob of each sampled id under the model (temperature 1)
+    samples.mask     bool[B, N]    True up to and including the end-of-turn token
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class Samples(NamedTuple):
+    tokens: jax.Array  # int32[B, N]
+    logprobs: jax.Array  # float32[B, N]
+    mask: jax.Array  # bool[B, N]
+
+
+def filter_logits(logits: jax.Array, top_k: int, top_p: jax.Array) -> jax.Array:
+    """Set to -inf every logit outside the top-k (top_k=0: keep all) and outside the smallest
+    set of most likely ids whose probability reaches top_p (top_p=1: keep all).
+    logits: float32[B, V]."""
+    if top_k:
+        kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    order = jnp.argsort(-logits, axis=-1)
+    sorted_probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), order, axis=-1)
+    before = jnp.cumsum(sorted_probs, axis=-1) - sorted_probs  # mass of the more likely ids
+    keep_sorted = before < top_p
+    keep = jnp.zeros_like(keep_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(
+        keep_sorted)
+    return jnp.where(keep, logits, -jnp.inf)
+
+
+def choose(key: jax.Array, logits: jax.Array, temperature: jax.Array, top_k: int,
+           top_p: jax.Array) -> jax.Array:
+    """int32[B]: a sample from softmax(logits / temperature) after top-k/top-p filtering; the
+    argmax when temperature is 0."""
+    scaled = filter_logits(logits / jnp.maximum(temperature, 1e-6), top_k, top_p)
+    sampled = jax.random.categorical(key, scaled, axis=-1)
+    return jnp.where(temperature > 0, sampled, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "eos_id",
+                                             "pad_id"))
+def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array, frames: jax.Array,
+             prompt_valid: jax.Array, key: jax.Array, temperature: float | jax.Array = 1.0,
+             top_p: float | jax.Array = 1.0, *, max_new_tokens: int, top_k: int = 0,
+             eos_id: int, pad_id: int) -> Samples:
+    """Sample `max_new_tokens` tokens after each prompt.
+
+    graphdef, params: `nnx.split(model)`; prompt: int32[B, T] left-padded; frames:
+    uint8[B, H, W, 3]; prompt_valid: bool[B, T] (False on padding); key: a PRNG key."""
+    model = nnx.merge(graphdef, params)
+    logits, cache = model.prefill(prompt, frames, prompt_valid, prompt.shape[1] + max_new_tokens)
+    temperature = jnp.asarray(temperature, jnp.float32)
+    top_p = jnp.asarray(top_p, jnp.float32)
+
+    def step(carry, step_key):
+        logits, cache, done = carry
+        token = choose(step_key, logits, temperature, top_k, top_p)
+        logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], -1)[:, 0]
+        live = ~done
+        token = jnp.where(live, token, pad_id)
+        done = done | (token == eos_id)
+        next_logits, cache = model.decode(token, cache)
+        return (next_logits, cache, done), (token, jnp.where(live, logprob, 0.0), live)
+
+    done = jnp.zeros(prompt.shape[0], bool)
+    keys = jax.random.split(key, max_new_tokens)
+    _, (tokens, logprobs, mask) = jax.lax.scan(step, (logits, cache, done), keys)
+    return Samples(tokens.T, logprobs.T, mask.T)
+
+
+def token_logprobs(model: nnx.Module, prompt: jax.Array, frames: jax.Array,
+                   prompt_valid: jax.Array, response: jax.Array) -> jax.Array:
+    """float32[B, N]: log-prob of each response token given the prompt and the response before
+    it, by one full forward pass (what training scores; equals `generate`'s log-probs)."""
+    tokens = jnp.concatenate([prompt, response], axis=1)
+    valid = jnp.concatenate([prompt_valid, jnp.ones(response.shape, bool)], axis=1)
+    logits = model(tokens, frames, valid)[:, prompt.shape[1] - 1:-1]
+    return jnp.take_along_axis(jax.nn.log_softmax(logits), response[..., None], -1)[..., 0]
