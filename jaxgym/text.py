@@ -162,6 +162,29 @@ def describe_board(env: Env, board: Any) -> str:
     return "\n".join(game.separator.join(row) for row in game.cells(env, board))
 
 
+def value_names(env: Env) -> list[str]:
+    """The name of every board value v in [-1, env.num_tile_types], at index v + 1: what a
+    cell holding v is called in perception text (device-side rewards build the text from it);
+    "?" for a value no board of the game holds."""
+    names = []
+    for value in range(-1, env.num_tile_types + 1):
+        try:
+            names.append(_lookup(env).cells(env, np.array([[value]]))[0][0])
+        except IndexError:  # one past the last type, for games whose types start at 0
+            names.append("?")
+    return names
+
+
+def cell_separator(env: Env) -> str:
+    """What joins the cell names of a row in perception text (rows are joined by newlines)."""
+    return _lookup(env).separator
+
+
+def answer_kind(env: Env) -> str:
+    """"pair" (`(r1, c1) (r2, c2)`) or "digit" (one digit, the action id)."""
+    return _lookup(env).answer
+
+
 def answer_text(env: Env, action: Any) -> str:
     """The answer string for an action: `(r1, c1) (r2, c2)` for pair games, the digit for
     digit games. ValueError for an action out of range."""
@@ -208,13 +231,26 @@ def format_ok(text: Any) -> bool:
     return _RESPONSE.fullmatch(text) is not None
 
 
-def extract_answer(text: Any) -> str | None:
-    """The content of the single <answer>...</answer> pair, or None (no pair, several, or the
-    closing tag before the opening one)."""
-    if not isinstance(text, str) or text.count("<answer>") != 1 or text.count("</answer>") != 1:
+def extract_tag(text: Any, tag: str) -> str | None:
+    """The content of the single <tag>...</tag> pair, or None (no pair, several, or the closing
+    tag before the opening one)."""
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    if not isinstance(text, str) or text.count(opening) != 1 or text.count(closing) != 1:
         return None
-    start, end = text.index("<answer>") + len("<answer>"), text.index("</answer>")
+    start, end = text.index(opening) + len(opening), text.index(closing)
     return text[start:end] if start <= end else None
+
+
+def extract_answer(text: Any) -> str | None:
+    """`extract_tag(text, "answer")`."""
+    return extract_tag(text, "answer")
+
+
+def perception_ok(text: Any, truth: str) -> bool:
+    """The single <perception> block of `text`, stripped of surrounding whitespace, is exactly
+    `truth` (the ground-truth perception). Never raises."""
+    block = extract_tag(text, "perception")
+    return block is not None and block.strip() == truth
 
 
 def parse_answer(env: Env, text: Any) -> int:
