@@ -10,7 +10,9 @@ Parameter paths follow Hugging Face's Qwen2-VL (`visual.blocks.0.attn.qkv`, `mod
 self_attn.q_proj`, `model.embed_tokens`, `lm_head`), and `hf_names` gives the safetensors key of
 each. Differences from Qwen2-VL, so an import knows what to adapt: the patch embedding is a linear
 map of one frame's patch (Qwen2-VL's Conv3d also spans two frames in time), and the decoder uses
-1-D rotary positions over the sequence (Qwen2-VL's M-RoPE gives image tokens 2-D positions).
+1-D rotary positions over the sequence (Qwen2-VL's M-RoPE gives image tokens 2-D positions), and
+the named sizes add learned absolute positions to the decoder's input (`learned_positions`; set 0
+for Qwen2-VL's layout).
 
 The decoder runs three ways, all on explicit arrays so they jit and scan: `__call__` (the whole
 sequence, for training and scoring), `prefill` (the prompt, filling a key/value cache) and
@@ -48,6 +50,9 @@ class ModelConfig:
     kv_heads: int = 2
     mlp_width: int = 384
     rope_theta: float = 10_000.0
+    # Learned absolute positions added to the decoder's input (0: none, as in Qwen2-VL). A small
+    # model trained from scratch learns much faster to read "the k-th cell" with them.
+    learned_positions: int = 1024
     norm_eps: float = 1e-6
     tie_embeddings: bool = True
     dtype: str = "float32"  # compute dtype; parameters stay float32
@@ -293,6 +298,10 @@ class DecoderLayer(nnx.Module):
 class TextModel(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.embed_tokens = nnx.Embed(cfg.vocab_size, cfg.width, dtype=cfg.dtype, rngs=rngs)
+        if cfg.learned_positions:
+            self.embed_positions = nnx.Embed(
+                cfg.learned_positions, cfg.width, dtype=cfg.dtype, rngs=rngs,
+                embedding_init=nnx.initializers.normal(0.02))
         self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.depth)])
         self.norm = nnx.RMSNorm(cfg.width, epsilon=cfg.norm_eps, rngs=rngs)
 
@@ -301,8 +310,8 @@ class TextModel(nnx.Module):
 
 
 class VLM(nnx.Module):
-    """The policy. `image_pad_id` is the tokenizer's `<|image_pad|>` id: the positions holding
-    it receive the image tokens, in order."""
+    """The policy. `image_pad_id` is the tokenizer's `<|image_pad|>` id: the first positions
+    holding it (as many as the frame has image tokens) receive the image tokens, in order."""
 
     def __init__(self, cfg: ModelConfig, image_pad_id: int, *, rngs: nnx.Rngs):
         self.cfg, self.image_pad_id = cfg, image_pad_id
@@ -312,13 +321,24 @@ class VLM(nnx.Module):
             self.lm_head = nnx.Linear(cfg.width, cfg.vocab_size, use_bias=False, dtype=cfg.dtype,
                                       rngs=rngs)
 
-    def embed(self, tokens: jax.Array, frames: jax.Array) -> jax.Array:
-        """Token embeddings with the image tokens written over the placeholders.
-        tokens: int32[B, T] (one placeholder per image token); frames: uint8[B, H, W, 3]."""
+    def embed_text(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
+        """Token embeddings (plus learned positions, if the config has them)."""
         x = self.model.embed_tokens(tokens)
+        if self.cfg.learned_positions:
+            x = x + self.model.embed_positions(
+                jnp.minimum(positions, self.cfg.learned_positions - 1))
+        return x
+
+    def embed(self, tokens: jax.Array, frames: jax.Array, positions: jax.Array) -> jax.Array:
+        """Token embeddings with the image tokens written over the placeholders.
+        tokens, positions: int32[B, T] (one placeholder per image token); frames:
+        uint8[B, H, W, 3]."""
+        x = self.embed_text(tokens, positions)
         image = self.visual(frames).astype(x.dtype)  # [B, N, width]
         is_image = tokens == self.image_pad_id
-        slot = jnp.clip(jnp.cumsum(is_image, axis=1) - 1, 0, image.shape[1] - 1)
+        slot = jnp.cumsum(is_image, axis=1) - 1
+        is_image &= slot < image.shape[1]  # a placeholder the model itself writes stays a token
+        slot = jnp.clip(slot, 0, image.shape[1] - 1)
         return jnp.where(is_image[..., None], jnp.take_along_axis(image, slot[..., None], 1), x)
 
     def logits(self, x: jax.Array) -> jax.Array:
@@ -340,7 +360,7 @@ class VLM(nnx.Module):
         real tokens (False for left padding; padded keys are never attended)."""
         valid = jnp.ones(tokens.shape, bool) if valid is None else valid
         positions = positions_of(valid)
-        x, _ = self._layers(self.embed(tokens, frames), positions, None, 0, valid)
+        x, _ = self._layers(self.embed(tokens, frames, positions), positions, None, 0, valid)
         return self.logits(x)
 
     def prefill(self, tokens: jax.Array, frames: jax.Array, valid: jax.Array,
@@ -352,7 +372,8 @@ class VLM(nnx.Module):
         shape = (b, cache_len, cfg.kv_heads, cfg.head_dim)
         empty = [(jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype))] * cfg.depth
         key_valid = jnp.zeros((b, cache_len), bool).at[:, :t].set(valid)
-        x, kv = self._layers(self.embed(tokens, frames), positions_of(valid), empty, 0, key_valid)
+        positions = positions_of(valid)
+        x, kv = self._layers(self.embed(tokens, frames, positions), positions, empty, 0, key_valid)
         cache = dict(kv=kv, key_valid=key_valid, index=jnp.int32(t),
                      position=jnp.sum(valid, axis=1, dtype=jnp.int32))
         return self.logits(x[:, -1]), cache
@@ -363,8 +384,9 @@ class VLM(nnx.Module):
         index = cache["index"]
         key_valid = jax.lax.dynamic_update_slice_in_dim(
             cache["key_valid"], jnp.ones((token.shape[0], 1), bool), index, 1)
-        x = self.model.embed_tokens(token[:, None])
-        x, kv = self._layers(x, cache["position"][:, None], cache["kv"], index, key_valid)
+        positions = cache["position"][:, None]
+        x, kv = self._layers(self.embed_text(token[:, None], positions), positions, cache["kv"],
+                             index, key_valid)
         cache = dict(kv=kv, key_valid=key_valid, index=index + 1, position=cache["position"] + 1)
         return self.logits(x[:, 0]), cache
 

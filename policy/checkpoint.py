@@ -1,0 +1,75 @@
+"""Checkpoints with orbax: parameters, optimiser state and step under `DIR/<step>/`, the run's
+settings in `DIR/config.json` and the tokenizer in `DIR/tokenizer/` (so a checkpoint folder is
+all `policy.evaluate` and a resumed run need).
+
+    save(run_dir, step, {"params": ..., "opt_state": ...}, settings, tokenizer)
+    step = latest_step(run_dir)                      # None if there is none
+    tree = restore(run_dir, step, like={"params": ..., "opt_state": ...})
+    settings = load_settings(run_dir); tokenizer = load_tokenizer(run_dir)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from policy.tokenizer import GameTokenizer
+
+
+def _manager(run_dir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    return ocp.CheckpointManager(os.path.abspath(run_dir), options=options)
+
+
+def save(run_dir: str, step: int, tree: Any, settings: dict, tokenizer: GameTokenizer) -> None:
+    """Write `tree` (a pytree of arrays) as step `step`; settings and tokenizer beside it. Waits
+    until the files are complete."""
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(settings, f, indent=1, sort_keys=True)
+    tokenizer.save(os.path.join(run_dir, "tokenizer"))
+    with _manager(run_dir) as manager:
+        manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+        manager.wait_until_finished()
+
+
+def latest_step(run_dir: str) -> int | None:
+    if not os.path.isdir(run_dir):
+        return None
+    with _manager(run_dir) as manager:
+        return manager.latest_step()
+
+
+def restore(run_dir: str, step: int | None, like: Any) -> Any:
+    """The tree saved at `step` (default: the latest), shaped like `like` (arrays or
+    jax.ShapeDtypeStruct). FileNotFoundError if there is no checkpoint; ValueError if it does
+    not match `like` or cannot be read."""
+    step = latest_step(run_dir) if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    try:
+        with _manager(run_dir) as manager:
+            return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as err:  # orbax raises many types for a damaged or mismatched folder
+        raise ValueError(f"cannot restore step {step} from {run_dir}: {type(err).__name__}: "
+                         f"{err}") from err
+
+
+def load_settings(run_dir: str) -> dict:
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir} is no checkpoint folder (no config.json)")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+
+def load_tokenizer(run_dir: str) -> GameTokenizer:
+    return GameTokenizer.load(os.path.join(run_dir, "tokenizer"))

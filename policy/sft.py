@@ -1,0 +1,236 @@
+"""The supervised cold start (G1) and the format-only base model (G0's starting point).
+
+    python -m policy.sft --game swap --preset cpu --out runs/sft-swap        # G1 cold start
+    python -m policy.sft --game swap --preset cpu --variant base --out runs/base-swap
+
+Targets are made on the fly from the engine for boards it deals (fresh, plus boards advanced by
+random legal moves): `cold` = ground-truth perception, a one-line rationale and the expert's
+answer; `base` = empty perception and reasoning and a uniformly random answer (format only).
+Cross-entropy on the response tokens only; AdamW with linear warm-up and cosine decay; one
+jitted step. Every `eval_every` steps the policy answers held-out boards greedily and the
+perception exact-match, valid-move and format rates are printed and logged to
+`OUT/sft_metrics.jsonl`. Checkpoints (orbax) go to OUT; `--resume` continues a run exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm import tqdm
+
+import jaxgym
+from policy import checkpoint, episodes, model as vlm, sample, tokenizer as tokenization
+from policy.rewards import RewardFn
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig:
+    game: str = "swap"
+    board_preset: str | None = "easy"
+    model: str = "tiny"
+    model_overrides: dict = dataclasses.field(default_factory=dict)  # e.g. {"depth": 2}
+    variant: str = "cold"  # "cold" (G1 cold start) or "base" (format only, G0's start)
+    steps: int = 600
+    batch: int = 32
+    lr: float = 2e-3
+    warmup: float = 0.05  # fraction of the steps
+    weight_decay: float = 0.01
+    max_random_moves: int = 3
+    eval_every: int = 100
+    eval_boards: int = 64
+    save_every: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("cold", "base"):
+            raise ValueError(f"variant must be 'cold' or 'base', got {self.variant!r}")
+        if self.steps < 1 or self.batch < 1 or self.eval_boards < 1:
+            raise ValueError("steps, batch and eval_boards must be positive")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # this 2-core CPU: the tiny model on easy boards, well inside 15 minutes
+    "cpu": dict(model="tiny", board_preset="easy", steps=600, batch=32, lr=2e-3),
+    # one GPU: a larger model, larger batches
+    "gpu": dict(model="small", board_preset="easy", steps=2000, batch=256, lr=1e-3,
+                eval_every=250, eval_boards=256, save_every=500),
+}
+
+
+# ---- the update ----------------------------------------------------------------------------
+
+
+def optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
+    warmup = int(cfg.warmup * cfg.steps)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, cfg.steps,
+                                                  end_value=cfg.lr * 0.05)
+    return optax.chain(optax.clip_by_global_norm(1.0),
+                       optax.adamw(schedule, weight_decay=cfg.weight_decay))
+
+
+def response_loss(model: nnx.Module, prompt, prompt_valid, frames, response, mask) -> jax.Array:
+    """Mean negative log-likelihood of the response tokens under mask."""
+    logprobs = sample.token_logprobs(model, prompt, frames, prompt_valid, response)
+    return -jnp.sum(logprobs * mask) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
+    """train_step(params, opt_state, prompt, prompt_valid, frames, response, mask)
+    -> (params, opt_state, loss); jitted."""
+
+    def loss_of(params, *batch):
+        return response_loss(nnx.merge(graphdef, params), *batch)
+
+    @jax.jit
+    def train_step(params, opt_state, *batch):
+        loss, grads = jax.value_and_grad(loss_of)(params, *batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return train_step
+
+
+# ---- evaluation on held-out boards ---------------------------------------------------------
+
+
+def greedy_metrics(env, tokenizer, graphdef, params, model_cfg, states, budget) -> dict:
+    """Perception exact-match, valid-move, format rates and mean game points of greedy answers."""
+    frames = episodes.draw(env, states)
+    prompt, valid = episodes.prompt_batch(env, tokenizer, model_cfg, frames.shape[0])
+    samples = sample.generate(graphdef, params, prompt, frames, valid, jax.random.key(0), 0.0,
+                              max_new_tokens=budget, eos_id=tokenizer.eos_id,
+                              pad_id=tokenizer.pad_id)
+    rewards = RewardFn(env, tokenizer)(states, samples.tokens, samples.mask)
+    return dict(perception_exact=float(rewards.perception.mean()),
+                valid_move_rate=float(rewards.valid.mean()),
+                format_rate=float(rewards.format.mean()),
+                mean_game_reward=float(rewards.points.mean()))
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+def targets(cfg: SFTConfig, env, tokenizer, states, key, budget):
+    texts = (episodes.cold_start_texts(env, states) if cfg.variant == "cold"
+             else episodes.base_texts(env, key, cfg.batch))
+    return episodes.pad_responses(tokenizer, texts, budget)
+
+
+def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False) -> dict:
+    """Run the cold start; returns the last held-out metrics. Leaves a checkpoint in `out`."""
+    env = jaxgym.make(cfg.game, cfg.board_preset)
+    tokenizer = tokenization.default()
+    model_cfg = vlm.config(cfg.model, **{"vocab_size": tokenizer.vocab_size,
+                                         **cfg.model_overrides})
+    graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id, cfg.seed))
+    tx = optimizer(cfg)
+    opt_state = tx.init(params)
+    budget = episodes.response_budget(env, tokenizer)
+    settings = dict(kind="sft", sft=dataclasses.asdict(cfg), model=dataclasses.asdict(model_cfg),
+                    response_budget=budget)
+    start = 0
+    if resume and checkpoint.latest_step(out) is not None:
+        saved = checkpoint.load_settings(out)
+        if saved.get("sft") != settings["sft"]:
+            raise ValueError(f"{out} holds a run with other settings: {saved.get('sft')}")
+        start = checkpoint.latest_step(out)
+        tree = checkpoint.restore(out, start, dict(params=params, opt_state=opt_state))
+        params, opt_state = tree["params"], tree["opt_state"]
+    os.makedirs(out, exist_ok=True)
+    if not quiet:
+        print(f"{cfg.game} ({cfg.board_preset}) cold start, variant {cfg.variant}: "
+              f"{vlm.num_params(nnx.merge(graphdef, params)):,} parameters ({cfg.model}), "
+              f"{cfg.steps} steps x {cfg.batch} boards, responses up to {budget} tokens")
+
+    train_step = make_train_step(graphdef, tx)
+    prompt, prompt_valid = episodes.prompt_batch(env, tokenizer, model_cfg, cfg.batch)
+    held_out = episodes.deal(env, episodes.eval_key(cfg.seed), cfg.eval_boards,
+                             cfg.max_random_moves)
+    log_path = os.path.join(out, "sft_metrics.jsonl")
+    metrics: dict = {}
+    started = time.time()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet,
+               desc="cold start", unit="step")
+    for step in bar:
+        key = jax.random.fold_in(jax.random.key(cfg.seed), step)
+        states = episodes.deal(env, key, cfg.batch, cfg.max_random_moves)
+        frames = episodes.draw(env, states)
+        response, mask = targets(cfg, env, tokenizer, states, key, budget)
+        params, opt_state, loss = train_step(params, opt_state, prompt, prompt_valid, frames,
+                                             response, mask)
+        loss = float(loss)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss} at step {step}; the last good "
+                                     f"checkpoint is in {out}")
+        bar.set_postfix(loss=f"{loss:.3f}")
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            metrics = greedy_metrics(env, tokenizer, graphdef, params, model_cfg, held_out,
+                                     budget)
+            metrics.update(step=done, loss=loss, seconds=round(time.time() - started, 1))
+            with open(log_path, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            if not quiet:
+                bar.write(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in metrics.items()))
+        if done % cfg.save_every == 0 or done == cfg.steps:
+            checkpoint.save(out, done, dict(params=params, opt_state=opt_state), settings,
+                            tokenizer)
+    return metrics
+
+
+def load_policy(run_dir: str):
+    """(graphdef, params, tokenizer, model config, settings) of a checkpoint folder."""
+    settings = checkpoint.load_settings(run_dir)
+    tokenizer = checkpoint.load_tokenizer(run_dir)
+    model_cfg = vlm.ModelConfig(**settings["model"])
+    graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id))
+    abstract = jax.eval_shape(lambda: params)
+    tree = checkpoint.restore(run_dir, None, dict(params=abstract))
+    return graphdef, tree["params"], tokenizer, model_cfg, settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()))
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                        help="run size: model, steps, batch (default: cpu)")
+    parser.add_argument("--board-preset", default=None,
+                        help="the game's difficulty preset (default: the run preset's, easy)")
+    parser.add_argument("--variant", default="cold", choices=("cold", "base"))
+    parser.add_argument("--out", required=True, help="checkpoint folder")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    for name, kind in (("steps", int), ("batch", int), ("lr", float), ("seed", int),
+                       ("model", str), ("eval-every", int)):
+        parser.add_argument(f"--{name}", type=kind, default=None)
+    args = parser.parse_args(argv)
+    options = dict(PRESETS[args.preset], game=args.game, variant=args.variant)
+    for name in ("board_preset", "steps", "batch", "lr", "seed", "model", "eval_every"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if options.get("eval_every", SFTConfig.eval_every) > options.get("steps", SFTConfig.steps):
+        options["eval_every"] = options.get("steps", SFTConfig.steps)
+    cfg = SFTConfig(**options)
+    if os.path.isdir(args.out) and checkpoint.latest_step(args.out) is not None and not args.resume:
+        parser.error(f"{args.out} already holds a checkpoint; pass --resume or another --out")
+    started = time.time()
+    metrics = train(cfg, args.out, resume=args.resume)
+    print(f"done in {time.time() - started:.0f} s; checkpoint in {args.out}")
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The VLM: shapes, causal masking, padding, the key/value cache, configs, parameter names."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from policy import model as vlm
+
+CFG = vlm.config("tiny", vocab_size=64, width=32, depth=2, heads=4, kv_heads=2, mlp_width=64,
+                 vision_width=16, vision_depth=1, vision_heads=1, vision_mlp=32)
+IMAGE_PAD = 5
+MODEL = vlm.create(CFG, IMAGE_PAD, seed=0)
+GRAPHDEF, PARAMS = nnx.split(MODEL)
+B, T = 2, 14
+FRAMES = jax.random.randint(jax.random.key(1), (B, 64, 64, 3), 0, 256).astype(jnp.uint8)
+N_IMAGE = CFG.num_image_tokens(FRAMES.shape[1:])  # 64 px / (16 * 2) = 2 per side -> 4
+TOKENS = (jax.random.randint(jax.random.key(2), (B, T), 6, 64)
+          .at[:, 1:1 + N_IMAGE].set(IMAGE_PAD))
+
+
+@jax.jit
+def forward(params, tokens, frames, valid):
+    return nnx.merge(GRAPHDEF, params)(tokens, frames, valid)
+
+
+def test_shapes_and_dtype():
+    logits = forward(PARAMS, TOKENS, FRAMES, jnp.ones((B, T), bool))
+    assert logits.shape == (B, T, CFG.vocab_size) and logits.dtype == jnp.float32
+    assert N_IMAGE == 4 and bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_changing_a_later_token_never_changes_an_earlier_logit():
+    valid = jnp.ones((B, T), bool)
+    base = forward(PARAMS, TOKENS, FRAMES, valid)
+    for t in (8, 11, T - 1):
+        changed = forward(PARAMS, TOKENS.at[:, t].set(7 if int(TOKENS[0, t]) != 7 else 8),
+                          FRAMES, valid)
+        np.testing.assert_array_equal(changed[:, :t], base[:, :t])
+        assert float(jnp.abs(changed[:, t:] - base[:, t:]).max()) > 0
+
+
+def test_the_image_reaches_the_text():
+    valid = jnp.ones((B, T), bool)
+    other = forward(PARAMS, TOKENS, FRAMES[::-1], valid)
+    base = forward(PARAMS, TOKENS, FRAMES, valid)
+    assert float(jnp.abs(other[:, -1] - base[:, -1]).max()) > 1e-4
+
+
+def test_left_padding_changes_nothing():
+    pad = 3
+    padded = jnp.concatenate([jnp.zeros((B, pad), jnp.int32), TOKENS], axis=1)
+    valid = jnp.arange(T + pad)[None].repeat(B, 0) >= pad
+    np.testing.assert_allclose(forward(PARAMS, padded, FRAMES, valid)[:, pad:],
+                               forward(PARAMS, TOKENS, FRAMES, jnp.ones((B, T), bool)),
+                               atol=2e-5)
+
+
+def test_cached_decoding_equals_the_full_forward_pass():
+    valid = jnp.ones((B, T), bool)
+    full = forward(PARAMS, TOKENS, FRAMES, valid)
+    split = 9
+    logits, cache = MODEL.prefill(TOKENS[:, :split], FRAMES, valid[:, :split], T + 2)
+    np.testing.assert_allclose(logits, full[:, split - 1], atol=2e-5)
+    for t in range(split, T):
+        logits, cache = MODEL.decode(TOKENS[:, t], cache)
+        np.testing.assert_allclose(logits, full[:, t], atol=2e-5)
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="multiple of kv_heads"):
+        vlm.config("tiny", heads=4, kv_heads=3)
+    with pytest.raises(ValueError, match="unknown model size"):
+        vlm.config("huge")
+    with pytest.raises(ValueError, match="not a multiple of 32 pixels"):
+        CFG.num_image_tokens((100, 64, 3))
+
+
+def test_named_sizes_build():
+    assert 500_000 < vlm.num_params(vlm.create(vlm.config("tiny"), IMAGE_PAD)) < 5_000_000
+    for name in ("small", "base"):
+        shapes = jax.eval_shape(lambda: nnx.state(vlm.create(vlm.config(name), IMAGE_PAD)))
+        assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) > 10_000_000
+
+
+def test_parameter_names_follow_qwen2_vl():
+    names = vlm.hf_names(MODEL)
+    flat = dict(nnx.to_flat_state(nnx.state(MODEL, nnx.Param)))
+    assert len(names) == len(flat) and set(names.values()) == set(flat)
+    for key in ("model.embed_tokens.weight", "model.layers.1.self_attn.q_proj.weight",
+                "model.layers.0.self_attn.k_proj.bias", "model.layers.0.mlp.gate_proj.weight",
+                "model.layers.0.input_layernorm.weight", "model.norm.weight",
+                "visual.patch_embed.proj.weight", "visual.blocks.0.attn.qkv.weight",
+                "visual.blocks.0.mlp.fc2.bias", "visual.merger.ln_q.weight",
+                "visual.merger.mlp.0.weight", "visual.merger.mlp.2.weight"):
+        assert key in names, key
+    untied = vlm.create(vlm.config("tiny", vocab_size=64, tie_embeddings=False), IMAGE_PAD)
+    assert "lm_head.weight" in vlm.hf_names(untied)
