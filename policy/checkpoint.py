@@ -4,7 +4,7 @@ all `policy.evaluate` and a resumed run need).
 
     save(run_dir, step, {"params": ..., "opt_state": ...}, settings, tokenizer)
     step = latest_step(run_dir)                      # None if there is none
-    tree = restore(run_dir, step, like={"params": ..., "opt_state": ...})
+    items = restore(run_dir, step, like={"params": ...})   # any subset of the saved items
     settings = load_settings(run_dir); tokenizer = load_tokenizer(run_dir)
 """
 
@@ -25,15 +25,17 @@ def _manager(run_dir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(os.path.abspath(run_dir), options=options)
 
 
-def save(run_dir: str, step: int, tree: Any, settings: dict, tokenizer: GameTokenizer) -> None:
-    """Write `tree` (a pytree of arrays) as step `step`; settings and tokenizer beside it. Waits
-    until the files are complete."""
+def save(run_dir: str, step: int, items: dict[str, Any], settings: dict,
+         tokenizer: GameTokenizer) -> None:
+    """Write `items` (name -> pytree of arrays) as step `step`; settings and tokenizer beside
+    it. Waits until the files are complete."""
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump(settings, f, indent=1, sort_keys=True)
     tokenizer.save(os.path.join(run_dir, "tokenizer"))
     with _manager(run_dir) as manager:
-        manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+        args = ocp.args.Composite(**{k: ocp.args.StandardSave(v) for k, v in items.items()})
+        manager.save(step, args=args, force=True)
         manager.wait_until_finished()
 
 
@@ -44,20 +46,23 @@ def latest_step(run_dir: str) -> int | None:
         return manager.latest_step()
 
 
-def restore(run_dir: str, step: int | None, like: Any) -> Any:
-    """The tree saved at `step` (default: the latest), shaped like `like` (arrays or
-    jax.ShapeDtypeStruct). FileNotFoundError if there is no checkpoint; ValueError if it does
-    not match `like` or cannot be read."""
+def restore(run_dir: str, step: int | None, like: dict[str, Any]) -> dict[str, Any]:
+    """The items named in `like` as saved at `step` (default: the latest), each shaped like
+    its value there (arrays or jax.ShapeDtypeStruct). FileNotFoundError if there is no
+    checkpoint; ValueError if it does not match `like` or cannot be read."""
     step = latest_step(run_dir) if step is None else step
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    args = ocp.args.Composite(**{
+        k: ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, v))
+        for k, v in like.items()})
     try:
         with _manager(run_dir) as manager:
-            return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            restored = manager.restore(step, args=args)
     except Exception as err:  # orbax raises many types for a damaged or mismatched folder
         raise ValueError(f"cannot restore step {step} from {run_dir}: {type(err).__name__}: "
-                         f"{err}") from err
+                         f"{str(err)[:400]}") from err
+    return {k: restored[k] for k in like}
 
 
 def load_settings(run_dir: str) -> dict:

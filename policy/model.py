@@ -321,25 +321,25 @@ class VLM(nnx.Module):
             self.lm_head = nnx.Linear(cfg.width, cfg.vocab_size, use_bias=False, dtype=cfg.dtype,
                                       rngs=rngs)
 
-    def embed_text(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
-        """Token embeddings (plus learned positions, if the config has them)."""
-        x = self.model.embed_tokens(tokens)
-        if self.cfg.learned_positions:
-            x = x + self.model.embed_positions(
-                jnp.minimum(positions, self.cfg.learned_positions - 1))
-        return x
+    def add_positions(self, x: jax.Array, positions: jax.Array) -> jax.Array:
+        """x plus the learned absolute positions, if the config has them."""
+        if not self.cfg.learned_positions:
+            return x
+        return x + self.model.embed_positions(
+            jnp.minimum(positions, self.cfg.learned_positions - 1))
 
     def embed(self, tokens: jax.Array, frames: jax.Array, positions: jax.Array) -> jax.Array:
         """Token embeddings with the image tokens written over the placeholders.
         tokens, positions: int32[B, T] (one placeholder per image token); frames:
         uint8[B, H, W, 3]."""
-        x = self.embed_text(tokens, positions)
+        x = self.model.embed_tokens(tokens)
         image = self.visual(frames).astype(x.dtype)  # [B, N, width]
         is_image = tokens == self.image_pad_id
         slot = jnp.cumsum(is_image, axis=1) - 1
         is_image &= slot < image.shape[1]  # a placeholder the model itself writes stays a token
         slot = jnp.clip(slot, 0, image.shape[1] - 1)
-        return jnp.where(is_image[..., None], jnp.take_along_axis(image, slot[..., None], 1), x)
+        x = jnp.where(is_image[..., None], jnp.take_along_axis(image, slot[..., None], 1), x)
+        return self.add_positions(x, positions)
 
     def logits(self, x: jax.Array) -> jax.Array:
         x = self.model.norm(x)
@@ -385,8 +385,8 @@ class VLM(nnx.Module):
         key_valid = jax.lax.dynamic_update_slice_in_dim(
             cache["key_valid"], jnp.ones((token.shape[0], 1), bool), index, 1)
         positions = cache["position"][:, None]
-        x, kv = self._layers(self.embed_text(token[:, None], positions), positions, cache["kv"],
-                             index, key_valid)
+        x = self.add_positions(self.model.embed_tokens(token[:, None]), positions)
+        x, kv = self._layers(x, positions, cache["kv"], index, key_valid)
         cache = dict(kv=kv, key_valid=key_valid, index=index + 1, position=cache["position"] + 1)
         return self.logits(x[:, 0]), cache
 

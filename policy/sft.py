@@ -40,9 +40,9 @@ class SFTConfig:
     model: str = "tiny"
     model_overrides: dict = dataclasses.field(default_factory=dict)  # e.g. {"depth": 2}
     variant: str = "cold"  # "cold" (G1 cold start) or "base" (format only, G0's start)
-    steps: int = 600
+    steps: int = 500
     batch: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup: float = 0.05  # fraction of the steps
     weight_decay: float = 0.01
     max_random_moves: int = 3
@@ -62,10 +62,10 @@ class SFTConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # this 2-core CPU: the tiny model on easy boards, well inside 15 minutes
-    "cpu": dict(model="tiny", board_preset="easy", steps=600, batch=32, lr=2e-3),
+    "cpu": dict(model="tiny", board_preset="easy", steps=500, batch=32, lr=1e-3),
     # one GPU: a larger model, larger batches
-    "gpu": dict(model="small", board_preset="easy", steps=2000, batch=256, lr=1e-3,
-                eval_every=250, eval_boards=256, save_every=500),
+    "gpu": dict(model="small", board_preset="easy", steps=1500, batch=256, lr=5e-4,
+                eval_every=500, eval_boards=256, save_every=500),
 }
 
 
@@ -128,8 +128,11 @@ def targets(cfg: SFTConfig, env, tokenizer, states, key, budget):
     return episodes.pad_responses(tokenizer, texts, budget)
 
 
-def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False) -> dict:
-    """Run the cold start; returns the last held-out metrics. Leaves a checkpoint in `out`."""
+def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
+          stop_after: int | None = None) -> dict:
+    """Run the cold start; returns the last held-out metrics. Leaves a checkpoint in `out`.
+    `stop_after`: stop (with a checkpoint) after that many steps, as if interrupted; Ctrl-C
+    also saves a checkpoint before it stops the run."""
     env = jaxgym.make(cfg.game, cfg.board_preset)
     tokenizer = tokenization.default()
     model_cfg = vlm.config(cfg.model, **{"vocab_size": tokenizer.vocab_size,
@@ -163,31 +166,43 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False) -
     started = time.time()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet,
                desc="cold start", unit="step")
-    for step in bar:
-        key = jax.random.fold_in(jax.random.key(cfg.seed), step)
-        states = episodes.deal(env, key, cfg.batch, cfg.max_random_moves)
-        frames = episodes.draw(env, states)
-        response, mask = targets(cfg, env, tokenizer, states, key, budget)
-        params, opt_state, loss = train_step(params, opt_state, prompt, prompt_valid, frames,
-                                             response, mask)
-        loss = float(loss)
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss} at step {step}; the last good "
-                                     f"checkpoint is in {out}")
-        bar.set_postfix(loss=f"{loss:.3f}")
-        done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            metrics = greedy_metrics(env, tokenizer, graphdef, params, model_cfg, held_out,
-                                     budget)
-            metrics.update(step=done, loss=loss, seconds=round(time.time() - started, 1))
-            with open(log_path, "a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            if not quiet:
-                bar.write(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in metrics.items()))
-        if done % cfg.save_every == 0 or done == cfg.steps:
-            checkpoint.save(out, done, dict(params=params, opt_state=opt_state), settings,
-                            tokenizer)
+    completed, saved = start, start  # steps whose update is in `params`
+    try:
+        for step in bar:
+            key = jax.random.fold_in(jax.random.key(cfg.seed), step)
+            states = episodes.deal(env, key, cfg.batch, cfg.max_random_moves)
+            frames = episodes.draw(env, states)
+            response, mask = targets(cfg, env, tokenizer, states, key, budget)
+            params, opt_state, loss = train_step(params, opt_state, prompt, prompt_valid,
+                                                 frames, response, mask)
+            completed = step + 1
+            loss = float(loss)
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"the loss became {loss} at step {step}; the last "
+                                         f"good checkpoint (step {saved}) is in {out}")
+            bar.set_postfix(loss=f"{loss:.3f}")
+            done = step + 1
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                metrics = greedy_metrics(env, tokenizer, graphdef, params, model_cfg, held_out,
+                                         budget)
+                metrics.update(step=done, loss=loss, seconds=round(time.time() - started, 1))
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                if not quiet:
+                    bar.write(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in metrics.items()))
+            if done % cfg.save_every == 0 or done == cfg.steps or done == stop_after:
+                checkpoint.save(out, done, dict(params=params, opt_state=opt_state), settings,
+                                tokenizer)
+                saved = done
+            if done == stop_after:
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: saving step {completed} to {out}")
+        checkpoint.save(out, completed, dict(params=params, opt_state=opt_state), settings,
+                        tokenizer)
+        raise
     return metrics
 
 
@@ -214,11 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="checkpoint folder")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     for name, kind in (("steps", int), ("batch", int), ("lr", float), ("seed", int),
-                       ("model", str), ("eval-every", int)):
+                       ("model", str), ("eval-every", int), ("eval-boards", int)):
         parser.add_argument(f"--{name}", type=kind, default=None)
     args = parser.parse_args(argv)
     options = dict(PRESETS[args.preset], game=args.game, variant=args.variant)
-    for name in ("board_preset", "steps", "batch", "lr", "seed", "model", "eval_every"):
+    for name in ("board_preset", "steps", "batch", "lr", "seed", "model", "eval_every",
+                 "eval_boards"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if options.get("eval_every", SFTConfig.eval_every) > options.get("steps", SFTConfig.steps):

@@ -1,0 +1,133 @@
+"""The cold start: a few steps lower the loss; checkpoints round-trip exactly and resume; a
+damaged checkpoint is a clear error; evaluate's baselines and CLI."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import jaxgym
+from policy import checkpoint, episodes, evaluate, sft, tokenizer as tokenization
+
+SMALL = dict(vocab_size=tokenization.default().vocab_size, width=32, depth=1, heads=2,
+             kv_heads=1, mlp_width=64, vision_width=16, vision_depth=1, vision_heads=1,
+             vision_mlp=32, learned_positions=256)
+CFG = sft.SFTConfig(steps=6, batch=4, lr=3e-3, eval_every=6, eval_boards=4, save_every=3,
+                    model_overrides=SMALL, max_random_moves=1)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("sft"))
+    sft.train(CFG, out, quiet=True)
+    return out
+
+
+def test_training_lowers_the_loss(run_dir):
+    lines = [json.loads(x) for x in open(os.path.join(run_dir, "sft_metrics.jsonl"))]
+    assert lines[-1]["step"] == CFG.steps
+    first = initial_loss()
+    assert lines[-1]["loss"] < 0.7 * first
+    for name in evaluate.METRICS:
+        assert name in lines[-1]
+
+
+def initial_loss():
+    env = jaxgym.make(CFG.game, CFG.board_preset)
+    tok = tokenization.default()
+    from flax import nnx
+    from policy import model as vlm
+
+    cfg = vlm.config("tiny", **SMALL)
+    model = vlm.create(cfg, tok.image_pad_id, CFG.seed)
+    states = episodes.deal(env, jax.random.fold_in(jax.random.key(CFG.seed), 0), CFG.batch, 1)
+    budget = episodes.response_budget(env, tok)
+    response, mask = sft.targets(CFG, env, tok, states, None, budget)
+    prompt, valid = episodes.prompt_batch(env, tok, cfg, CFG.batch)
+    del nnx
+    return float(sft.response_loss(model, prompt, valid, episodes.draw(env, states), response,
+                                   mask))
+
+
+def test_checkpoint_round_trip_is_exact(run_dir, tmp_path):
+    graphdef, params, tok, model_cfg, settings = sft.load_policy(run_dir)
+    assert settings["sft"]["steps"] == CFG.steps and model_cfg.width == SMALL["width"]
+    tree = {"params": params, "extra": {"marker": np.arange(3)}}
+    checkpoint.save(str(tmp_path), 7, tree, settings, tok)
+    back = checkpoint.restore(str(tmp_path), 7, tree)
+    for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(back)):
+        np.testing.assert_array_equal(a, b)
+    assert checkpoint.latest_step(str(tmp_path)) == 7
+    assert checkpoint.load_tokenizer(str(tmp_path)).encode("Red circle") == tok.encode("Red circle")
+
+
+def test_resume_equals_an_uninterrupted_run(run_dir, tmp_path):
+    half = sft.SFTConfig(**{**CFG.__dict__, "steps": CFG.steps})
+    out = str(tmp_path / "resumed")
+    # stop after the first save (step 3) by training a 3-step copy of the files, then resume
+    sft.train(half, out, quiet=True, stop_after=3)
+    assert checkpoint.latest_step(out) == 3
+    sft.train(half, out, resume=True, quiet=True)
+    _, resumed, *_ = sft.load_policy(out)
+    _, straight, *_ = sft.load_policy(run_dir)
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_damaged_checkpoints_are_clear_errors(run_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
+        sft.load_policy(str(tmp_path))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ nope")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        sft.load_policy(str(broken))
+    settings = checkpoint.load_settings(run_dir)
+    (broken / "config.json").write_text(json.dumps(settings))
+    tokenization.default().save(broken / "tokenizer")
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        sft.load_policy(str(broken))
+    step_dir = broken / "3"
+    step_dir.mkdir()
+    (step_dir / "garbage").write_text("x")
+    with pytest.raises((ValueError, FileNotFoundError)):
+        sft.load_policy(str(broken))
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="variant"):
+        sft.SFTConfig(variant="warm")
+    with pytest.raises(ValueError, match="warmup"):
+        sft.SFTConfig(warmup=1.5)
+
+
+def test_evaluate_baselines():
+    env = jaxgym.make("swap", "easy")
+    tok = tokenization.default()
+    expert, _ = evaluate.evaluate(env, evaluate.TextPolicy("expert", tok), boards=8, steps=2,
+                                  progress=False)
+    assert expert == dict(valid_move_rate=1.0, mean_game_reward=expert["mean_game_reward"],
+                          perception_exact=1.0, format_rate=1.0)
+    assert expert["mean_game_reward"] >= 6
+    random, _ = evaluate.evaluate(env, evaluate.TextPolicy("random", tok), boards=8, steps=2,
+                                  progress=False)
+    assert random["perception_exact"] == 0.0 and random["format_rate"] == 1.0
+    assert random["valid_move_rate"] < 1.0
+
+
+def test_evaluate_cli_writes_json_and_gif(run_dir, tmp_path):
+    out_json, gif = tmp_path / "m.json", tmp_path / "play.gif"
+    code = evaluate.main(["--game", "swap", "--checkpoint", run_dir, "--boards", "4", "--steps",
+                          "2", "--json", str(out_json), "--gif", str(gif), "--gif-boards", "2"])
+    assert code == 0
+    metrics = json.loads(out_json.read_text())
+    for name in evaluate.METRICS:
+        assert name in metrics
+    for name in ("valid_move_rate", "perception_exact", "format_rate"):
+        assert 0.0 <= metrics[name] <= 1.0
+    import imageio.v3 as iio
+
+    assert iio.imread(gif).shape[0] == 4  # 2 boards x 2 steps
+    assert evaluate.main(["--checkpoint", str(tmp_path / "missing")]) == 2
