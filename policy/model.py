@@ -263,12 +263,28 @@ class Attention(nnx.Module):
         allowed = (jnp.arange(k.shape[1])[None, :] <= query_slot[:, None])[None] & key_valid[:, None]
         group = cfg.heads // cfg.kv_heads
         q = q.reshape(b, s, cfg.kv_heads, group, cfg.head_dim)
+        if s == 1:
+            return self._attend_one(q, k, v, allowed), (k, v)
         scores = jnp.einsum("bskgd,btkd->bkgst", q, k.astype(q.dtype)).astype(jnp.float32)
         scores = scores / np.sqrt(cfg.head_dim)
         scores = jnp.where(allowed[:, None, None], scores, -1e30)
         weights = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
         out = jnp.einsum("bkgst,btkd->bskgd", weights, v.astype(q.dtype))
         return self.o_proj(out.reshape(b, s, cfg.heads * cfg.head_dim)), (k, v)
+
+
+    def _attend_one(self, q, k, v, allowed):
+        """One query per sequence against the whole buffer, as multiply-and-sum in the
+        buffer's own layout (an einsum here made XLA copy the cache every step on the CPU).
+        q: [B, 1, kv, g, d]; k, v: [B, M, kv, d]; allowed: bool[B, 1, M]."""
+        cfg = self.cfg
+        k, v = k.astype(q.dtype), v.astype(q.dtype)
+        scores = jnp.sum(q[:, 0][:, None] * k[:, :, :, None, :], axis=-1, dtype=jnp.float32)
+        scores = scores / np.sqrt(cfg.head_dim)  # [B, M, kv, g]
+        scores = jnp.where(allowed[:, 0, :, None, None], scores, -1e30)
+        weights = jax.nn.softmax(scores, axis=1).astype(q.dtype)
+        out = jnp.sum(weights[..., None] * v[:, :, :, None, :], axis=1)  # [B, kv, g, d]
+        return self.o_proj(out.reshape(q.shape[0], 1, cfg.heads * cfg.head_dim))
 
 
 class MLP(nnx.Module):

@@ -28,18 +28,21 @@ class Samples(NamedTuple):
 
 def filter_logits(logits: jax.Array, top_k: int, top_p: jax.Array) -> jax.Array:
     """Set to -inf every logit outside the top-k (top_k=0: keep all) and outside the smallest
-    set of most likely ids whose probability reaches top_p (top_p=1: keep all).
-    logits: float32[B, V]."""
+    set of most likely ids whose probability reaches top_p (top_p=1: keep all; ties with the
+    last kept logit are kept too). logits: float32[B, V]."""
     if top_k:
         kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
         logits = jnp.where(logits < kth, -jnp.inf, logits)
-    order = jnp.argsort(-logits, axis=-1)
-    sorted_probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), order, axis=-1)
+    return jax.lax.cond(jnp.all(top_p >= 1.0), lambda x: x, lambda x: _nucleus(x, top_p), logits)
+
+
+def _nucleus(logits: jax.Array, top_p: jax.Array) -> jax.Array:
+    sorted_logits = -jnp.sort(-logits, axis=-1)
+    sorted_probs = jax.nn.softmax(sorted_logits, axis=-1)
     before = jnp.cumsum(sorted_probs, axis=-1) - sorted_probs  # mass of the more likely ids
-    keep_sorted = before < top_p
-    keep = jnp.zeros_like(keep_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(
-        keep_sorted)
-    return jnp.where(keep, logits, -jnp.inf)
+    kept = jnp.sum(before < top_p, axis=-1, keepdims=True)  # >= 1: the top id always stays
+    cutoff = jnp.take_along_axis(sorted_logits, kept - 1, axis=-1)
+    return jnp.where(logits >= cutoff, logits, -jnp.inf)
 
 
 def choose(key: jax.Array, logits: jax.Array, temperature: jax.Array, top_k: int,
