@@ -78,13 +78,14 @@ class TextPolicy:
 def evaluate(env, policy, boards: int = 256, steps: int = 1, seed: int = 0,
              record: int = 0, progress: bool = True) -> tuple[dict, list]:
     """Play `boards` held-out boards for `steps` steps. Returns (metrics, recorded pictures of
-    the first `record` boards: annotated uint8 frames, one per step and board)."""
+    the first `record` boards: annotated uint8 frames, board after board, a board's steps in
+    order)."""
     tokenizer = getattr(policy, "tokenizer")
     reward_fn = jax.jit(RewardFn(env, tokenizer).__call__)
     step_all = jax.jit(jax.vmap(env.step))
     states = episodes.deal(env, episodes.eval_key(seed), boards, 0)
     totals = {name: 0.0 for name in METRICS}
-    pictures = []
+    pictures = [[] for _ in range(min(record, boards))]  # per board, one per step
     for step in tqdm(range(steps), desc=f"evaluate {env.name}", disable=not progress,
                      unit="step"):
         key = jax.random.fold_in(jax.random.key(seed), step)
@@ -97,13 +98,16 @@ def evaluate(env, policy, boards: int = 256, steps: int = 1, seed: int = 0,
         totals["format_rate"] += float(rewards.format.mean())
         for b in range(min(record, boards)):
             answer = game_text.extract_answer(tokenizer.decode_response(tokens[b], mask[b]))
-            pictures.append(render.annotate(
-                np.asarray(frames[b]),
-                [f"board {b} step {step + 1}: {answer!r}"[:48],
-                 f"{'valid' if rewards.valid[b] else 'invalid'}, points {float(rewards.points[b]):g}"
-                 f", perception {'right' if rewards.perception[b] else 'wrong'}"[:48]]))
+            frame = np.asarray(frames[b])
+            zoom = max(1, 320 // frame.shape[1])  # small boards: big enough to read the caption
+            frame = frame.repeat(zoom, axis=0).repeat(zoom, axis=1)
+            verdict = f"{'valid' if rewards.valid[b] else 'invalid'} ({float(rewards.points[b]):+g})"
+            seen = "board read right" if rewards.perception[b] else "board read wrong"
+            pictures[b].append(render.annotate(
+                frame, [f"board {b}, step {step + 1}: {answer}"[:40], f"{verdict}, {seen}"]))
         states = step_all(states, rewards.action)
-    return {name: total / steps for name, total in totals.items()}, pictures
+    return ({name: total / steps for name, total in totals.items()},
+            [picture for board in pictures for picture in board])
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:

@@ -18,6 +18,7 @@ sequence that spells the right text with unusual tokens scores like the text.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Sequence
 
 import jax
@@ -235,9 +236,14 @@ class RewardFn:
         return _step_rewards(self.env, states, fmt, perception, action)
 
 
+@functools.lru_cache(maxsize=None)
+def _points_fn(env: Env):
+    return jax.jit(lambda states, action: jax.vmap(env.step)(states, action).reward)
+
+
 def _step_rewards(env: Env, states: State, fmt, perception, action) -> Rewards:
     valid = jax.vmap(is_legal)(states.legal_action_mask, action)
-    points = jax.vmap(env.step)(states, action).reward
+    points = _points_fn(env)(states, action)
     return Rewards(
         format=jnp.asarray(fmt, jnp.float32),
         perception=jnp.asarray(perception, jnp.float32),

@@ -34,8 +34,12 @@ def tokenize(texts, length=None):
     return jnp.asarray(ids), jnp.asarray(ids != TOK.pad_id)
 
 
+SWAP_REWARDS = jax.jit(R.RewardFn(SWAP, TOK).__call__)
+
+
 def both_paths(env, states, tokens, mask):
-    device = jax.jit(R.RewardFn(env, TOK).__call__)(states, tokens, mask)
+    reward_fn = SWAP_REWARDS if env is SWAP else jax.jit(R.RewardFn(env, TOK).__call__)
+    device = reward_fn(states, tokens, mask)
     texts = [TOK.decode_response(t, m) for t, m in zip(np.asarray(tokens), np.asarray(mask))]
     host = R.host_rewards(env, states, texts)
     for name in R.Rewards._fields:

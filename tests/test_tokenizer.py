@@ -16,12 +16,12 @@ TOK = tokenization.default()
 
 def game_texts(game, preset):
     env = jaxgym.make(game, preset)
-    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(1), 3))
+    states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(1), 3))
     boards = np.asarray(states.board)
     actions = np.flatnonzero(np.asarray(states.legal_action_mask[0]))[:3]
     texts = [text.prompt(env)]
     texts += [text.describe_board(env, b) for b in boards]
-    texts += [text.answer_text(env, a) for a in range(env.num_actions)][:50]
+    texts += [text.answer_text(env, a) for a in range(min(env.num_actions, 12))]
     texts += [text.rationale(env, boards[0], a) for a in actions]
     texts.append(text.response_text(texts[1], texts[-1], text.answer_text(env, actions[0])))
     return texts
