@@ -50,8 +50,8 @@ class ModelConfig:
     kv_heads: int = 2
     mlp_width: int = 384
     rope_theta: float = 10_000.0
-    # Learned absolute positions added to the decoder's input (0: none, as in Qwen2-VL). A small
-    # model trained from scratch learns much faster to read "the k-th cell" with them.
+    # Learned absolute positions added to the decoder's input, image tokens included (0: none,
+    # as in Qwen2-VL): a direct handle on "the k-th cell" for a small model trained from scratch.
     learned_positions: int = 1024
     norm_eps: float = 1e-6
     tie_embeddings: bool = True
