@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxgym
-from policy import checkpoint, episodes, evaluate, sft, tokenizer as tokenization
+from policy import checkpoint, episodes, evaluate, model as vlm, sft, tokenizer as tokenization
 
 SMALL = dict(vocab_size=tokenization.default().vocab_size, width=32, depth=1, heads=2,
              kv_heads=1, mlp_width=64, vision_width=16, vision_depth=1, vision_heads=1,
@@ -37,16 +37,12 @@ def test_training_lowers_the_loss(run_dir):
 def initial_loss():
     env = jaxgym.make(CFG.game, CFG.board_preset)
     tok = tokenization.default()
-    from flax import nnx
-    from policy import model as vlm
-
     cfg = vlm.config("tiny", **SMALL)
     model = vlm.create(cfg, tok.image_pad_id, CFG.seed)
     states = episodes.deal(env, jax.random.fold_in(jax.random.key(CFG.seed), 0), CFG.batch, 1)
     budget = episodes.response_budget(env, tok)
     response, mask = sft.targets(CFG, env, tok, states, None, budget)
     prompt, valid = episodes.prompt_batch(env, tok, cfg, CFG.batch)
-    del nnx
     return float(sft.response_loss(model, prompt, valid, episodes.draw(env, states), response,
                                    mask))
 
@@ -64,12 +60,10 @@ def test_checkpoint_round_trip_is_exact(run_dir, tmp_path):
 
 
 def test_resume_equals_an_uninterrupted_run(run_dir, tmp_path):
-    half = sft.SFTConfig(**{**CFG.__dict__, "steps": CFG.steps})
     out = str(tmp_path / "resumed")
-    # stop after the first save (step 3) by training a 3-step copy of the files, then resume
-    sft.train(half, out, quiet=True, stop_after=3)
+    sft.train(CFG, out, quiet=True, stop_after=3)  # as if interrupted after step 3
     assert checkpoint.latest_step(out) == 3
-    sft.train(half, out, resume=True, quiet=True)
+    sft.train(CFG, out, resume=True, quiet=True)
     _, resumed, *_ = sft.load_policy(out)
     _, straight, *_ = sft.load_policy(run_dir)
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
