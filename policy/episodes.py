@@ -71,11 +71,17 @@ def prompt_batch(env: Env, tokenizer: GameTokenizer, cfg: ModelConfig,
 # ---- target responses ------------------------------------------------------------------------
 
 
+@functools.partial(jax.jit, static_argnames=("env",))
+def expert_actions(env: Env, states: State) -> jax.Array:
+    """int32[B]: the expert's move on each board."""
+    return jax.vmap(env.expert_action)(states)
+
+
 def cold_start_texts(env: Env, states: State, actions: jax.Array | None = None) -> list[str]:
     """The G1 cold start's targets: ground-truth perception, a one-line rationale and the
     expert's answer (or `actions`, if given), for each board of a batch."""
     if actions is None:
-        actions = jax.vmap(env.expert_action)(states)
+        actions = expert_actions(env, states)
     boards, actions = np.asarray(states.board), np.asarray(actions)
     return [game_text.response_text(game_text.describe_board(env, b),
                                     game_text.rationale(env, b, a), game_text.answer_text(env, a))

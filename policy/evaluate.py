@@ -35,7 +35,7 @@ import jaxgym
 import render
 from jaxgym import text as game_text
 from policy import episodes, sample, tokenizer as tokenization
-from policy.rewards import RewardFn
+from policy import rewards as reward_fns
 
 METRICS = ("valid_move_rate", "mean_game_reward", "perception_exact", "format_rate")
 
@@ -47,8 +47,8 @@ class ModelPolicy:
         from policy.sft import load_policy
 
         (self.graphdef, self.params, self.tokenizer, self.model_cfg,
-         settings) = load_policy(checkpoint_dir)
-        self.budget = settings["response_budget"]
+         self.settings) = load_policy(checkpoint_dir)
+        self.budget = self.settings["response_budget"]
         self.temperature = temperature
 
     def respond(self, env, states, frames, key) -> tuple[jax.Array, jax.Array]:
@@ -81,7 +81,7 @@ def evaluate(env, policy, boards: int = 256, steps: int = 1, seed: int = 0,
     the first `record` boards: annotated uint8 frames, board after board, a board's steps in
     order)."""
     tokenizer = getattr(policy, "tokenizer")
-    reward_fn = jax.jit(RewardFn(env, tokenizer).__call__)
+    reward_fn = reward_fns.compiled(env, tokenizer)
     step_all = jax.jit(jax.vmap(env.step))
     states = episodes.deal(env, episodes.eval_key(seed), boards, 0)
     totals = {name: 0.0 for name in METRICS}
@@ -151,7 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         policy = TextPolicy(args.policy, tokenization.default())
     if preset is None:
-        preset = _checkpoint_preset(args) or "easy"
+        preset = "easy"
+        if args.policy == "model":
+            run = policy.settings.get("sft") or policy.settings.get("train") or {}
+            if run.get("game") not in (None, args.game):
+                print(f"error: {args.checkpoint} was trained on {run.get('game')!r}, not "
+                      f"{args.game!r}", file=sys.stderr)
+                return 2
+            preset = run.get("board_preset") or preset
     env = jaxgym.make(args.game, preset)
     metrics, pictures = evaluate(env, policy, args.boards, args.steps, args.seed,
                                  record=args.gif_boards if args.gif else 0)
@@ -166,19 +173,6 @@ def main(argv: list[str] | None = None) -> int:
         render.save_animation(args.gif, pictures, fps=1.0)
         print(f"wrote {args.gif} ({len(pictures)} frames)")
     return 0
-
-
-def _checkpoint_preset(args) -> str | None:
-    if args.policy != "model":
-        return None
-    from policy import checkpoint
-
-    settings = checkpoint.load_settings(args.checkpoint)
-    run = settings.get("sft") or settings.get("train") or {}
-    if run.get("game") not in (None, args.game):
-        raise SystemExit(f"error: {args.checkpoint} was trained on {run.get('game')!r}, "
-                         f"not {args.game!r}")
-    return run.get("board_preset")
 
 
 if __name__ == "__main__":

@@ -241,6 +241,12 @@ def _points_fn(env: Env):
     return jax.jit(lambda states, action: jax.vmap(env.step)(states, action).reward)
 
 
+@functools.lru_cache(maxsize=None)
+def compiled(env: Env, tokenizer: GameTokenizer):
+    """`RewardFn(env, tokenizer)`, jitted once per game and tokenizer."""
+    return jax.jit(RewardFn(env, tokenizer).__call__)
+
+
 def _step_rewards(env: Env, states: State, fmt, perception, action) -> Rewards:
     valid = jax.vmap(is_legal)(states.legal_action_mask, action)
     points = _points_fn(env)(states, action)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 import jaxgym
 from policy import checkpoint, episodes, model as vlm, sample, tokenizer as tokenization
-from policy.rewards import RewardFn
+from policy import rewards as reward_fns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +112,7 @@ def greedy_metrics(env, tokenizer, graphdef, params, model_cfg, states, budget) 
     samples = sample.generate(graphdef, params, prompt, frames, valid, jax.random.key(0), 0.0,
                               max_new_tokens=budget, eos_id=tokenizer.eos_id,
                               pad_id=tokenizer.pad_id)
-    rewards = RewardFn(env, tokenizer)(states, samples.tokens, samples.mask)
+    rewards = reward_fns.compiled(env, tokenizer)(states, samples.tokens, samples.mask)
     return dict(perception_exact=float(rewards.perception.mean()),
                 valid_move_rate=float(rewards.valid.mean()),
                 format_rate=float(rewards.format.mean()),
