@@ -1,8 +1,8 @@
 """Decode throughput of the policy's sampler next to Hugging Face: `python -m bench.decode`.
 
 Measures generated tokens/s of `policy.sample.generate` (one jitted call: the ViT over each
-frame, one prefill over the image + prompt tokens, then `--new-tokens` key/value-cached decode
-steps under `lax.scan`) on `--batch` real Swap (easy) boards and their real prompts, with a
+frame, the game's instructions encoded once for the batch, one prefill over each board's image
+tokens, then `--new-tokens` key/value-cached decode steps under `lax.scan`) on `--batch` real Swap (easy) boards and their real prompts, with a
 randomly initialised VLM of size `--size`. Side by side, in the same run: Hugging Face
 transformers' `Qwen2ForCausalLM.generate` (PyTorch, CPU, float32, random weights) on a decoder of
 exactly the same shape (vocabulary, width, depth, heads, key/value heads, MLP width, rotary
@@ -12,7 +12,9 @@ config has learned absolute positions, ours adds that one table lookup per token
 Both sides sample at temperature 1 with no top-k / top-p filtering and produce exactly
 batch x new-tokens tokens (HF: `min_new_tokens` = `max_new_tokens`; ours: no end-of-turn stop),
 so tokens/s = batch * new_tokens / seconds per call. Both times include the prefill; ours also
-includes the vision tower, HF's has none. Each side gets one warm-up call (ours: the compile,
+includes the vision tower, HF's has none. HF's `generate` runs the whole prompt for every
+sequence; ours shares the instructions across the batch (prefix sharing is part of what is
+measured). Each side gets one warm-up call (ours: the compile,
 reported apart), then `--repeats` timed calls, of which the best (fastest) is reported. Both
 use every CPU thread they take by default, so run it on an otherwise idle machine: PyTorch's
 OpenMP threads slow down many times over when other processes share the cores (the report says
@@ -131,39 +133,40 @@ def summary(first: float, times: list[float], tokens: int) -> dict:
 
 
 def swap_inputs(cfg: vlm.ModelConfig, tok: tokenizer.GameTokenizer,
-                batch: int) -> tuple[jax.Array, list[int]]:
-    """(frames uint8[batch, H, W, 3], prompt ids) of `batch` fresh Swap (easy) boards."""
+                batch: int) -> tuple[jax.Array, list[int], list[int]]:
+    """(frames uint8[batch, H, W, 3], instruction ids, image-part ids) of `batch` fresh Swap
+    (easy) boards."""
     env = jaxgym.make("swap", "easy")
     states = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), batch))
     frames = jax.vmap(lambda s: render.frame(env, s))(states)
-    prompt = tok.prompt_ids(text.prompt(env), cfg.num_image_tokens(frames.shape[1:]))
-    return frames, prompt
+    prefix, rest = tok.prompt_parts(text.prompt(env), cfg.num_image_tokens(frames.shape[1:]))
+    return frames, prefix, rest
 
 
-def fit_length(ids: list[int], length: int, keep: int) -> list[int]:
-    """`ids` made `length` long: the first `keep` ids (the image block) stay, the rest are cut
-    or repeated cyclically."""
-    if length < keep:
-        raise ValueError(f"--prompt-len must be at least {keep} (the image block)")
-    rest = ids[keep:] or ids
-    return ids[:keep] + [rest[i % len(rest)] for i in range(length - keep)]
+def fit_length(prefix: list[int], rest: list[int], length: int) -> list[int]:
+    """The instructions `prefix` cut or repeated cyclically so that with the image part `rest`
+    the prompt is `length` tokens long."""
+    if length <= len(rest):
+        raise ValueError(f"--prompt-len must be more than {len(rest)} (the image part)")
+    return [prefix[i % len(prefix)] for i in range(length - len(rest))]
 
 
 # ---- our sampler -----------------------------------------------------------------------------
 
 
 def bench_ours(cfg: vlm.ModelConfig, tok: tokenizer.GameTokenizer, frames: jax.Array,
-               prompt_ids: list[int], new_tokens: int, repeats: int) -> dict:
+               prefix: list[int], rest: list[int], new_tokens: int, repeats: int) -> dict:
     batch = frames.shape[0]
     model = vlm.create(cfg, tok.image_pad_id, seed=0)
     graphdef, params = nnx.split(model)
-    prompt = jnp.tile(jnp.asarray(prompt_ids, jnp.int32), (batch, 1))
-    valid = jnp.ones(prompt.shape, bool)
+    tokens = jnp.tile(jnp.asarray(rest, jnp.int32), (batch, 1))
+    prompt = sample.Prompt(jnp.asarray(prefix, jnp.int32)[None], jnp.ones((1, len(prefix)), bool),
+                           tokens, jnp.ones(tokens.shape, bool), jnp.zeros((batch,), jnp.int32))
 
     def call(i: int):
         # eos_id=-1: no sequence stops, so every one of the batch * new_tokens tokens is a sample
         # (the loop runs all steps either way: shapes are fixed).
-        out = sample.generate(graphdef, params, prompt, frames, valid, jax.random.key(i), 1.0, 1.0,
+        out = sample.generate(graphdef, params, prompt, frames, jax.random.key(i), 1.0, 1.0,
                               max_new_tokens=new_tokens, top_k=0, eos_id=-1, pad_id=tok.pad_id)
         return jax.block_until_ready(out)
 
@@ -292,24 +295,24 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     cfg = vlm.config(args.size, **({"dtype": args.dtype} if args.dtype else {}))
     tok = tokenizer.default()
-    frames, prompt_ids = swap_inputs(cfg, tok, args.batch)
-    image_block = 3 + cfg.num_image_tokens(frames.shape[1:])  # im_start, vision_start .. end
-    try:
-        prompt_ids = fit_length(prompt_ids, args.prompt_len or len(prompt_ids), image_block)
-    except ValueError as error:
-        args.error(str(error))
-    prompt_len, tokens = len(prompt_ids), args.batch * args.new_tokens
+    frames, prefix, rest = swap_inputs(cfg, tok, args.batch)
+    if args.prompt_len is not None:
+        try:
+            prefix = fit_length(prefix, rest, args.prompt_len)
+        except ValueError as error:
+            args.error(str(error))
+    prompt_len, tokens = len(prefix) + len(rest), args.batch * args.new_tokens
 
     info = machine()
     print(f"machine: {info['arch']}, {info['device']}, {info['cpu_count']} CPUs; jax {info['jax']}, "
           f"torch {info['torch']}, transformers {info['transformers']}")
     print(f"model {args.size} (decoder width {cfg.width}, depth {cfg.depth}, heads {cfg.heads}/"
           f"{cfg.kv_heads}, mlp {cfg.mlp_width}, vocab {cfg.vocab_size}; ours {cfg.dtype}), "
-          f"batch {args.batch}, prompt {prompt_len} tokens ({image_block - 3} image), "
+          f"batch {args.batch}, prompt {prompt_len} tokens ({len(rest) - 4} image), "
           f"{args.new_tokens} new tokens = {tokens:,} tokens per call", flush=True)
 
     busy = {"ours": cpu_busy()}  # other processes' load, measured while we wait, before each side
-    ours = bench_ours(cfg, tok, frames, prompt_ids, args.new_tokens, args.repeats)
+    ours = bench_ours(cfg, tok, frames, prefix, rest, args.new_tokens, args.repeats)
     hf = None
     if not args.no_hf:
         busy["hf"] = cpu_busy()

@@ -3,7 +3,7 @@ the response texts the cold start learns (made on the fly from the engine).
 
     states = deal(env, key, batch=64, max_random_moves=3)   # fresh boards, some advanced
     frames = draw(env, states)                               # uint8[B, H, W, 3]
-    prompt, prompt_valid = prompt_batch(env, tokenizer, cfg, batch=64)
+    prompt = prompt_batch(env, tokenizer, cfg, batch=64)           # a sample.Prompt
     texts = cold_start_texts(env, states)                    # perception + rationale + expert
     ids, mask = pad_responses(tokenizer, texts, length)
 """
@@ -21,6 +21,7 @@ import render
 from jaxgym import text as game_text
 from jaxgym.core import Env, State, random_legal_action
 from policy.model import ModelConfig
+from policy.sample import Prompt
 from policy.tokenizer import GameTokenizer
 
 HELD_OUT = 1_000_000_007  # evaluation boards come from fold_in(key(seed), HELD_OUT)
@@ -61,11 +62,15 @@ def prompt_ids(env: Env, tokenizer: GameTokenizer, cfg: ModelConfig) -> list[int
     return tokenizer.prompt_ids(game_text.prompt(env), cfg.num_image_tokens(render.frame_shape(env)))
 
 
-def prompt_batch(env: Env, tokenizer: GameTokenizer, cfg: ModelConfig,
-                 batch: int) -> tuple[jax.Array, jax.Array]:
-    """(int32[B, T] prompt tokens, bool[B, T] all True): the same prompt for every board."""
-    ids = jnp.asarray(prompt_ids(env, tokenizer, cfg), jnp.int32)
-    return jnp.tile(ids[None], (batch, 1)), jnp.ones((batch, ids.shape[0]), bool)
+def prompt_batch(env: Env, tokenizer: GameTokenizer, cfg: ModelConfig, batch: int) -> Prompt:
+    """The same prompt for `batch` boards: the game's instructions once, each board's image
+    part after them."""
+    prefix, rest = tokenizer.prompt_parts(
+        game_text.prompt(env), cfg.num_image_tokens(render.frame_shape(env)))
+    rest = jnp.tile(jnp.asarray(rest, jnp.int32)[None], (batch, 1))
+    return Prompt(prefix=jnp.asarray(prefix, jnp.int32)[None],
+                  prefix_valid=jnp.ones((1, len(prefix)), bool), tokens=rest,
+                  valid=jnp.ones(rest.shape, bool), group=jnp.zeros((batch,), jnp.int32))
 
 
 # ---- target responses ------------------------------------------------------------------------

@@ -51,9 +51,19 @@ class ModelPolicy:
         self.budget = self.settings["response_budget"]
         self.temperature = temperature
 
+    @classmethod
+    def from_params(cls, graphdef, params, tokenizer, model_cfg, budget: int,
+                    temperature: float = 0.0) -> "ModelPolicy":
+        """A policy from parameters in memory (a run in progress)."""
+        policy = cls.__new__(cls)
+        policy.graphdef, policy.params, policy.tokenizer = graphdef, params, tokenizer
+        policy.model_cfg, policy.settings, policy.budget = model_cfg, {}, budget
+        policy.temperature = temperature
+        return policy
+
     def respond(self, env, states, frames, key) -> tuple[jax.Array, jax.Array]:
-        prompt, valid = episodes.prompt_batch(env, self.tokenizer, self.model_cfg, frames.shape[0])
-        samples = sample.generate(self.graphdef, self.params, prompt, frames, valid, key,
+        prompt = episodes.prompt_batch(env, self.tokenizer, self.model_cfg, frames.shape[0])
+        samples = sample.generate(self.graphdef, self.params, prompt, frames, key,
                                   self.temperature, max_new_tokens=self.budget,
                                   eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id)
         return samples.tokens, samples.mask

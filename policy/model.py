@@ -247,9 +247,12 @@ class Attention(nnx.Module):
         self.o_proj = nnx.Linear(cfg.heads * hd, cfg.width, use_bias=False, dtype=cfg.dtype,
                                  rngs=rngs)
 
-    def __call__(self, x, positions, buffer, start, key_valid):
+    def __call__(self, x, positions, buffer, start, key_valid, context=None):
         """x: [B, S, width]; positions: int32[B, S]; buffer: (k, v) each [B, M, kv_heads, hd]
-        or None (then M = S, start = 0); key_valid: bool[B, M]. Returns (out, (k, v))."""
+        or None (then M = S, start = 0); key_valid: bool[B, M]. context: None or (k, v, valid)
+        of a prefix every query sees before the buffer: k, v [C, P, kv_heads, hd], valid
+        bool[C, P], with C = B or C = 1 (one prefix shared by the batch, never copied).
+        Returns (out, (k, v)): the buffer with this call's keys and values written in."""
         cfg = self.cfg
         b, s, _ = x.shape
         q = rotary(self.q_proj(x).reshape(b, s, cfg.heads, cfg.head_dim), positions, cfg.rope_theta)
@@ -264,27 +267,61 @@ class Attention(nnx.Module):
         group = cfg.heads // cfg.kv_heads
         q = q.reshape(b, s, cfg.kv_heads, group, cfg.head_dim)
         if s == 1:
-            return self._attend_one(q, k, v, allowed), (k, v)
-        scores = jnp.einsum("bskgd,btkd->bkgst", q, k.astype(q.dtype)).astype(jnp.float32)
-        scores = scores / np.sqrt(cfg.head_dim)
-        scores = jnp.where(allowed[:, None, None], scores, -1e30)
-        weights = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-        out = jnp.einsum("bkgst,btkd->bskgd", weights, v.astype(q.dtype))
+            out = self._attend_one(q, k, v, allowed, context)
+        else:
+            out = self._attend(q, k, v, allowed, context)
         return self.o_proj(out.reshape(b, s, cfg.heads * cfg.head_dim)), (k, v)
 
+    def _attend(self, q, k, v, allowed, context):
+        """q: [B, S, kv, g, d]; k, v: [B, M, kv, d]; allowed: bool[B, S, M] -> [B, S, kv, g, d].
+        Keys are laid out [context | buffer] under one softmax."""
+        q_t = q.transpose(0, 2, 3, 1, 4) / np.sqrt(self.cfg.head_dim)  # [B, kv, g, S, d]
+        keys = [k.transpose(0, 2, 1, 3)[:, :, None]]  # [B, kv, 1, M, d]
+        values = [v.transpose(0, 2, 1, 3)[:, :, None]]
+        masks = [allowed[:, None, None]]  # [B, 1, 1, S, M]
+        if context is not None:
+            ck, cv, cvalid = context  # [C, P, kv, d], C in (1, B): matmul broadcasts
+            keys.insert(0, ck.transpose(0, 2, 1, 3)[:, :, None])
+            values.insert(0, cv.transpose(0, 2, 1, 3)[:, :, None])
+            masks.insert(0, cvalid[:, None, None, None, :])
+        scores = jnp.concatenate(
+            [jnp.matmul(q_t, jnp.swapaxes(key.astype(q.dtype), -1, -2)).astype(jnp.float32)
+             for key in keys], axis=-1)
+        b, s = q.shape[:2]
+        mask = jnp.concatenate([jnp.broadcast_to(m, (b, 1, 1, s, m.shape[-1])) for m in masks],
+                               axis=-1)
+        weights = jax.nn.softmax(jnp.where(mask, scores, -1e30), axis=-1).astype(q.dtype)
+        out, offset = 0.0, 0
+        for value in values:
+            n = value.shape[3]
+            out = out + jnp.matmul(weights[..., offset:offset + n], value.astype(q.dtype))
+            offset += n
+        return out.transpose(0, 3, 1, 2, 4)  # [B, S, kv, g, d]
 
-    def _attend_one(self, q, k, v, allowed):
-        """One query per sequence against the whole buffer, as multiply-and-sum in the
+    def _attend_one(self, q, k, v, allowed, context):
+        """One query per sequence against [context | buffer], as multiply-and-sum in the
         buffer's own layout (an einsum here made XLA copy the cache every step on the CPU).
-        q: [B, 1, kv, g, d]; k, v: [B, M, kv, d]; allowed: bool[B, 1, M]."""
-        cfg = self.cfg
-        k, v = k.astype(q.dtype), v.astype(q.dtype)
-        scores = jnp.sum(q[:, 0][:, None] * k[:, :, :, None, :], axis=-1, dtype=jnp.float32)
-        scores = scores / np.sqrt(cfg.head_dim)  # [B, M, kv, g]
-        scores = jnp.where(allowed[:, 0, :, None, None], scores, -1e30)
-        weights = jax.nn.softmax(scores, axis=1).astype(q.dtype)
-        out = jnp.sum(weights[..., None] * v[:, :, :, None, :], axis=1)  # [B, kv, g, d]
-        return self.o_proj(out.reshape(q.shape[0], 1, cfg.heads * cfg.head_dim))
+        q: [B, 1, kv, g, d]; k, v: [B, M, kv, d]; allowed: bool[B, 1, M] -> [B, 1, kv, g, d]."""
+        q = q[:, 0][:, None] / np.sqrt(self.cfg.head_dim)  # [B, 1, kv, g, d]
+        keys, values, masks = [k], [v], [allowed[:, 0]]
+        if context is not None:
+            keys.insert(0, context[0])
+            values.insert(0, context[1])
+            masks.insert(0, context[2])
+        scores = jnp.concatenate(  # [B, keys, kv, g]
+            [jnp.sum(q * key.astype(q.dtype)[:, :, :, None, :], axis=-1, dtype=jnp.float32)
+             for key in keys], axis=1)
+        mask = jnp.concatenate([jnp.broadcast_to(m, (q.shape[0], m.shape[1])) for m in masks],
+                               axis=1)
+        weights = jax.nn.softmax(jnp.where(mask[:, :, None, None], scores, -1e30),
+                                 axis=1).astype(q.dtype)
+        out, offset = 0.0, 0
+        for value in values:
+            n = value.shape[1]
+            out = out + jnp.sum(weights[:, offset:offset + n, :, :, None]
+                                * value.astype(q.dtype)[:, :, :, None, :], axis=1)
+            offset += n
+        return out[:, None]
 
 
 class MLP(nnx.Module):
@@ -305,8 +342,9 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = nnx.RMSNorm(cfg.width, epsilon=cfg.norm_eps, rngs=rngs)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x, positions, buffer, start, key_valid):
-        h, buffer = self.self_attn(self.input_layernorm(x), positions, buffer, start, key_valid)
+    def __call__(self, x, positions, buffer, start, key_valid, context=None):
+        h, buffer = self.self_attn(self.input_layernorm(x), positions, buffer, start, key_valid,
+                                   context)
         x = x + h
         return x + self.mlp(self.post_attention_layernorm(x)), buffer
 
@@ -363,35 +401,66 @@ class VLM(nnx.Module):
             return self.model.embed_tokens.attend(x).astype(jnp.float32)
         return self.lm_head(x).astype(jnp.float32)
 
-    def _layers(self, x, positions, cache, start, key_valid):
+    def _layers(self, x, positions, cache, start, key_valid, context=None):
         new_cache = []
         for i, layer in enumerate(self.model.layers):
-            x, kv = layer(x, positions, None if cache is None else cache[i], start, key_valid)
+            x, kv = layer(x, positions, None if cache is None else cache[i], start, key_valid,
+                          None if context is None else context[i])
             new_cache.append(kv)
         return x, new_cache
 
-    def __call__(self, tokens: jax.Array, frames: jax.Array,
-                 valid: jax.Array | None = None) -> jax.Array:
-        """float32[B, T, vocab]: next-token logits at every position. valid: bool[B, T] marks
-        real tokens (False for left padding; padded keys are never attended)."""
+    def encode_prefix(self, tokens: jax.Array, valid: jax.Array | None = None) -> dict:
+        """Keys and values of text prefixes that many sequences share (a game's instructions):
+        tokens int32[G, P], left-padded under valid bool[G, P]; no image placeholders. Pass the
+        result as `prefix` to `__call__`/`prefill`, with each sequence's prefix in `group`."""
         valid = jnp.ones(tokens.shape, bool) if valid is None else valid
         positions = positions_of(valid)
-        x, _ = self._layers(self.embed(tokens, frames, positions), positions, None, 0, valid)
+        x = self.add_positions(self.model.embed_tokens(tokens), positions)
+        _, kv = self._layers(x, positions, None, 0, valid)
+        return dict(kv=kv, valid=valid, length=jnp.sum(valid, axis=1, dtype=jnp.int32))
+
+    def _context(self, prefix: dict | None, group: jax.Array | None, batch: int):
+        """(per-layer (k, v, valid) the batch attends to, int32[B] first position after it).
+        One shared prefix stays batch 1 (broadcast inside attention); several are gathered."""
+        if prefix is None:
+            return None, jnp.zeros((batch,), jnp.int32)
+        if prefix["valid"].shape[0] == 1:  # `group` can only be 0
+            return ([(k, v, prefix["valid"]) for k, v in prefix["kv"]],
+                    jnp.broadcast_to(prefix["length"], (batch,)))
+        if group is None:
+            raise ValueError("several prefixes need `group`: int32[B], each sequence's prefix")
+        valid = prefix["valid"][group]
+        return [(k[group], v[group], valid) for k, v in prefix["kv"]], prefix["length"][group]
+
+    def __call__(self, tokens: jax.Array, frames: jax.Array, valid: jax.Array | None = None,
+                 prefix: dict | None = None, group: jax.Array | None = None) -> jax.Array:
+        """float32[B, T, vocab]: next-token logits at every position. valid: bool[B, T] marks
+        real tokens (False for left padding; padded keys are never attended). prefix, group:
+        an `encode_prefix` result the tokens follow, and which of its rows each sequence's."""
+        valid = jnp.ones(tokens.shape, bool) if valid is None else valid
+        context, offset = self._context(prefix, group, tokens.shape[0])
+        positions = positions_of(valid) + offset[:, None]
+        x, _ = self._layers(self.embed(tokens, frames, positions), positions, None, 0, valid,
+                            context)
         return self.logits(x)
 
-    def prefill(self, tokens: jax.Array, frames: jax.Array, valid: jax.Array,
-                cache_len: int) -> tuple[jax.Array, dict]:
-        """Run the prompt tokens: int32[B, T] and fill a cache of `cache_len` slots.
-        Returns (float32[B, vocab] logits after the last prompt token, cache)."""
+    def prefill(self, tokens: jax.Array, frames: jax.Array, valid: jax.Array, cache_len: int,
+                prefix: dict | None = None,
+                group: jax.Array | None = None) -> tuple[jax.Array, dict]:
+        """Run the prompt tokens: int32[B, T] (after `prefix`, if given) and fill a cache of
+        `cache_len` slots. Returns (float32[B, vocab] logits after the last prompt token,
+        cache)."""
         b, t = tokens.shape
         cfg = self.cfg
         shape = (b, cache_len, cfg.kv_heads, cfg.head_dim)
         empty = [(jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype))] * cfg.depth
         key_valid = jnp.zeros((b, cache_len), bool).at[:, :t].set(valid)
-        positions = positions_of(valid)
-        x, kv = self._layers(self.embed(tokens, frames, positions), positions, empty, 0, key_valid)
-        cache = dict(kv=kv, key_valid=key_valid, index=jnp.int32(t),
-                     position=jnp.sum(valid, axis=1, dtype=jnp.int32))
+        context, offset = self._context(prefix, group, b)
+        positions = positions_of(valid) + offset[:, None]
+        x, kv = self._layers(self.embed(tokens, frames, positions), positions, empty, 0, key_valid,
+                             context)
+        cache = dict(kv=kv, key_valid=key_valid, index=jnp.int32(t), context=context,
+                     position=offset + jnp.sum(valid, axis=1, dtype=jnp.int32))
         return self.logits(x[:, -1]), cache
 
     def decode(self, token: jax.Array, cache: dict) -> tuple[jax.Array, dict]:
@@ -402,8 +471,9 @@ class VLM(nnx.Module):
             cache["key_valid"], jnp.ones((token.shape[0], 1), bool), index, 1)
         positions = cache["position"][:, None]
         x = self.add_positions(self.model.embed_tokens(token[:, None]), positions)
-        x, kv = self._layers(x, positions, cache["kv"], index, key_valid)
-        cache = dict(kv=kv, key_valid=key_valid, index=index + 1, position=cache["position"] + 1)
+        x, kv = self._layers(x, positions, cache["kv"], index, key_valid, cache["context"])
+        cache = dict(cache, kv=kv, key_valid=key_valid, index=index + 1,
+                     position=cache["position"] + 1)
         return self.logits(x[:, 0]), cache
 
 

@@ -3,11 +3,14 @@ loop under `jax.lax.scan`, with temperature, top-k and top-p, stopping each sequ
 turn. Shapes are fixed (`max_new_tokens` steps always run; finished sequences emit padding), and
 `generate` is jitted once here, so calls with the same shapes and settings never re-trace.
 
-    samples = generate(graphdef, params, prompt, frames, prompt_valid, key, max_new_tokens=96,
+    samples = generate(graphdef, params, prompt, frames, key, max_new_tokens=96,
                        eos_id=tok.eos_id, pad_id=tok.pad_id)
     samples.tokens   int32[B, N]   sampled ids (pad after the end of turn)
     samples.logprobs float32[B, N] log-prob of each sampled id under the model (temperature 1)
     samples.mask     bool[B, N]    True up to and including the end-of-turn token
+
+A `Prompt` keeps the instructions, which all boards of a game share, apart from each board's
+image part: the model encodes the instructions once per batch and every sequence attends to them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,23 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+
+class Prompt(NamedTuple):
+    """What comes before the responses. prefix: int32[G, P] the instructions of G games,
+    left-padded under prefix_valid: bool[G, P]; tokens: int32[B, T] each sequence's own part
+    (the image placeholders and the turn change), left-padded under valid: bool[B, T];
+    group: int32[B] which prefix row each sequence follows."""
+
+    prefix: jax.Array
+    prefix_valid: jax.Array
+    tokens: jax.Array
+    valid: jax.Array
+    group: jax.Array
+
+    @property
+    def batch(self) -> int:
+        return self.tokens.shape[0]
 
 
 class Samples(NamedTuple):
@@ -56,16 +76,18 @@ def choose(key: jax.Array, logits: jax.Array, temperature: jax.Array, top_k: int
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "eos_id",
                                              "pad_id"))
-def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array, frames: jax.Array,
-             prompt_valid: jax.Array, key: jax.Array, temperature: float | jax.Array = 1.0,
+def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: Prompt, frames: jax.Array,
+             key: jax.Array, temperature: float | jax.Array = 1.0,
              top_p: float | jax.Array = 1.0, *, max_new_tokens: int, top_k: int = 0,
              eos_id: int, pad_id: int) -> Samples:
     """Sample `max_new_tokens` tokens after each prompt.
 
-    graphdef, params: `nnx.split(model)`; prompt: int32[B, T] left-padded; frames:
-    uint8[B, H, W, 3]; prompt_valid: bool[B, T] (False on padding); key: a PRNG key."""
+    graphdef, params: `nnx.split(model)`; prompt: a `Prompt` of B sequences; frames:
+    uint8[B, H, W, 3]; key: a PRNG key."""
     model = nnx.merge(graphdef, params)
-    logits, cache = model.prefill(prompt, frames, prompt_valid, prompt.shape[1] + max_new_tokens)
+    prefix = model.encode_prefix(prompt.prefix, prompt.prefix_valid)
+    logits, cache = model.prefill(prompt.tokens, frames, prompt.valid,
+                                  prompt.tokens.shape[1] + max_new_tokens, prefix, prompt.group)
     temperature = jnp.asarray(temperature, jnp.float32)
     top_p = jnp.asarray(top_p, jnp.float32)
 
@@ -79,17 +101,19 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array, frame
         next_logits, cache = model.decode(token, cache)
         return (next_logits, cache, done), (token, jnp.where(live, logprob, 0.0), live)
 
-    done = jnp.zeros(prompt.shape[0], bool)
+    done = jnp.zeros(prompt.batch, bool)
     keys = jax.random.split(key, max_new_tokens)
     _, (tokens, logprobs, mask) = jax.lax.scan(step, (logits, cache, done), keys)
     return Samples(tokens.T, logprobs.T, mask.T)
 
 
-def token_logprobs(model: nnx.Module, prompt: jax.Array, frames: jax.Array,
-                   prompt_valid: jax.Array, response: jax.Array) -> jax.Array:
+def token_logprobs(model: nnx.Module, prompt: Prompt, frames: jax.Array,
+                   response: jax.Array) -> jax.Array:
     """float32[B, N]: log-prob of each response token given the prompt and the response before
-    it, by one full forward pass (what training scores; equals `generate`'s log-probs)."""
-    tokens = jnp.concatenate([prompt, response], axis=1)
-    valid = jnp.concatenate([prompt_valid, jnp.ones(response.shape, bool)], axis=1)
-    logits = model(tokens, frames, valid)[:, prompt.shape[1] - 1:-1]
+    it, by one forward pass over the sequences' own tokens after the shared instructions (what
+    training scores; equals `generate`'s log-probs)."""
+    prefix = model.encode_prefix(prompt.prefix, prompt.prefix_valid)
+    tokens = jnp.concatenate([prompt.tokens, response], axis=1)
+    valid = jnp.concatenate([prompt.valid, jnp.ones(response.shape, bool)], axis=1)
+    logits = model(tokens, frames, valid, prefix, prompt.group)[:, prompt.tokens.shape[1] - 1:-1]
     return jnp.take_along_axis(jax.nn.log_softmax(logits), response[..., None], -1)[..., 0]

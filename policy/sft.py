@@ -80,14 +80,15 @@ def optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
                        optax.adamw(schedule, weight_decay=cfg.weight_decay))
 
 
-def response_loss(model: nnx.Module, prompt, prompt_valid, frames, response, mask) -> jax.Array:
+def response_loss(model: nnx.Module, prompt: sample.Prompt, frames, response,
+                  mask) -> jax.Array:
     """Mean negative log-likelihood of the response tokens under mask."""
-    logprobs = sample.token_logprobs(model, prompt, frames, prompt_valid, response)
+    logprobs = sample.token_logprobs(model, prompt, frames, response)
     return -jnp.sum(logprobs * mask) / jnp.maximum(jnp.sum(mask), 1)
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
-    """train_step(params, opt_state, prompt, prompt_valid, frames, response, mask)
+    """train_step(params, opt_state, prompt, frames, response, mask)
     -> (params, opt_state, loss); jitted."""
 
     def loss_of(params, *batch):
@@ -108,8 +109,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
 def greedy_metrics(env, tokenizer, graphdef, params, model_cfg, states, budget) -> dict:
     """Perception exact-match, valid-move, format rates and mean game points of greedy answers."""
     frames = episodes.draw(env, states)
-    prompt, valid = episodes.prompt_batch(env, tokenizer, model_cfg, frames.shape[0])
-    samples = sample.generate(graphdef, params, prompt, frames, valid, jax.random.key(0), 0.0,
+    prompt = episodes.prompt_batch(env, tokenizer, model_cfg, frames.shape[0])
+    samples = sample.generate(graphdef, params, prompt, frames, jax.random.key(0), 0.0,
                               max_new_tokens=budget, eos_id=tokenizer.eos_id,
                               pad_id=tokenizer.pad_id)
     rewards = reward_fns.compiled(env, tokenizer)(states, samples.tokens, samples.mask)
@@ -158,7 +159,7 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
               f"{cfg.steps} steps x {cfg.batch} boards, responses up to {budget} tokens")
 
     train_step = make_train_step(graphdef, tx)
-    prompt, prompt_valid = episodes.prompt_batch(env, tokenizer, model_cfg, cfg.batch)
+    prompt = episodes.prompt_batch(env, tokenizer, model_cfg, cfg.batch)
     held_out = episodes.deal(env, episodes.eval_key(cfg.seed), cfg.eval_boards,
                              cfg.max_random_moves)
     log_path = os.path.join(out, "sft_metrics.jsonl")
@@ -173,8 +174,8 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
             states = episodes.deal(env, key, cfg.batch, cfg.max_random_moves)
             frames = episodes.draw(env, states)
             response, mask = targets(cfg, env, tokenizer, states, key, budget)
-            params, opt_state, loss = train_step(params, opt_state, prompt, prompt_valid,
-                                                 frames, response, mask)
+            params, opt_state, loss = train_step(params, opt_state, prompt, frames, response,
+                                                 mask)
             completed = step + 1
             loss = float(loss)
             if not np.isfinite(loss):

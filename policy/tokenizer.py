@@ -146,12 +146,19 @@ class GameTokenizer:
                 "corpus given to policy.tokenizer.build)")
         return ids
 
-    def prompt_ids(self, prompt: str, num_image_tokens: int) -> list[int]:
-        """The model's input before its response: `<|im_start|><|vision_start|>` + one
-        `<|image_pad|>` per image token + `<|vision_end|>` + prompt + `<|im_end|><|im_start|>`."""
+    def prompt_parts(self, prompt: str, num_image_tokens: int) -> tuple[list[int], list[int]]:
+        """The model's input before its response, in two parts: the instructions
+        `<|im_start|>` + prompt, the same for every board of a game (so the model computes
+        them once per batch), then the image `<|vision_start|>` + one `<|image_pad|>` per image
+        token + `<|vision_end|>` and the turn change `<|im_end|><|im_start|>`."""
         image = [self.vision_start_id] + [self.image_pad_id] * num_image_tokens
-        return ([self.im_start_id] + image + [self.vision_end_id] + self.encode(prompt)
-                + [self.eos_id, self.im_start_id])
+        return ([self.im_start_id] + self.encode(prompt),
+                image + [self.vision_end_id, self.eos_id, self.im_start_id])
+
+    def prompt_ids(self, prompt: str, num_image_tokens: int) -> list[int]:
+        """`prompt_parts` joined: the whole input before the response."""
+        prefix, rest = self.prompt_parts(prompt, num_image_tokens)
+        return prefix + rest
 
     def decode(self, ids: Sequence[int]) -> str:
         ids = [int(i) for i in np.asarray(ids).ravel() if int(i) != self.pad_id]

@@ -68,6 +68,30 @@ def test_cached_decoding_equals_the_full_forward_pass():
         np.testing.assert_allclose(logits, full[:, t], atol=2e-5)
 
 
+def test_a_shared_prefix_equals_the_prefix_written_out():
+    prefix = jax.random.randint(jax.random.key(3), (2, 5), 6, 64)
+    prefix_valid = jnp.ones((2, 5), bool).at[1, :2].set(False)  # left-padded instructions
+    encoded = MODEL.encode_prefix(prefix, prefix_valid)
+    for group in (jnp.array([1, 0]), None):
+        rows = jnp.zeros(B, jnp.int32) if group is None else group
+        one = encoded if group is not None else jax.tree.map(lambda x: x[:1], encoded)
+        written = jnp.concatenate([prefix[rows], TOKENS], axis=1)
+        valid = jnp.concatenate([prefix_valid[rows], jnp.ones((B, T), bool)], axis=1)
+        full = forward(PARAMS, written, FRAMES, valid)[:, 5:]
+        np.testing.assert_allclose(MODEL(TOKENS, FRAMES, None, one, group), full, atol=2e-5)
+        logits, cache = MODEL.prefill(TOKENS[:, :9], FRAMES, jnp.ones((B, 9), bool), T, one, group)
+        np.testing.assert_allclose(logits, full[:, 8], atol=2e-5)
+        for t in range(9, T):
+            logits, cache = MODEL.decode(TOKENS[:, t], cache)
+            np.testing.assert_allclose(logits, full[:, t], atol=2e-5)
+
+
+def test_several_prefixes_need_a_group():
+    encoded = MODEL.encode_prefix(jnp.full((2, 3), 7))
+    with pytest.raises(ValueError, match="need `group`"):
+        MODEL(TOKENS, FRAMES, None, encoded)
+
+
 def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="multiple of kv_heads"):
         vlm.config("tiny", heads=4, kv_heads=3)

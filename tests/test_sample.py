@@ -12,15 +12,20 @@ CFG = vlm.config("tiny", vocab_size=64, width=32, depth=2, heads=4, kv_heads=2, 
                  vision_width=16, vision_depth=1, vision_heads=1, vision_mlp=32)
 MODEL = vlm.create(CFG, 5, seed=0)
 GRAPHDEF, PARAMS = nnx.split(MODEL)
-B, T, N = 3, 10, 12
+B, P, T, N = 3, 5, 10, 12
 FRAMES = jax.random.randint(jax.random.key(1), (B, 64, 64, 3), 0, 256).astype(jnp.uint8)
-PROMPT = jax.random.randint(jax.random.key(2), (B, T), 6, 64).at[:, 1:5].set(5)
-VALID = jnp.ones((B, T), bool).at[0, :2].set(False)  # the first prompt is left-padded
+# two instruction prefixes (the first left-padded); sequences 0 and 2 follow prefix 1
+PREFIX = jax.random.randint(jax.random.key(3), (2, P), 6, 64)
+PREFIX_VALID = jnp.ones((2, P), bool).at[0, :2].set(False)
+GROUP = jnp.array([1, 0, 1])
+TOKENS = jax.random.randint(jax.random.key(2), (B, T), 6, 64).at[:, 1:5].set(5)
+VALID = jnp.ones((B, T), bool).at[0, :2].set(False)  # the first sequence's part is left-padded
+PROMPT = sample.Prompt(PREFIX, PREFIX_VALID, TOKENS, VALID, GROUP)
 EOS, PAD = 3, 0
 
 
-def generate(key, temperature=1.0, top_p=1.0, top_k=0, eos=EOS):
-    return sample.generate(GRAPHDEF, PARAMS, PROMPT, FRAMES, VALID, key, temperature, top_p,
+def generate(key, temperature=1.0, top_p=1.0, top_k=0, eos=EOS, prompt=PROMPT):
+    return sample.generate(GRAPHDEF, PARAMS, prompt, FRAMES, key, temperature, top_p,
                            max_new_tokens=N, top_k=top_k, eos_id=eos, pad_id=PAD)
 
 
@@ -36,9 +41,9 @@ def test_temperature_zero_is_the_argmax_of_the_full_model():
     greedy = generate(jax.random.key(0), temperature=0.0, eos=-1)
     # one full forward pass over prompt + greedy tokens: by causality the logits at each
     # position depend only on the prefix, so each greedy token must be their argmax
-    tokens = jnp.concatenate([PROMPT, greedy.tokens], axis=1)
-    valid = jnp.concatenate([VALID, jnp.ones(greedy.tokens.shape, bool)], axis=1)
-    logits = jax.jit(lambda t, v: MODEL(t, FRAMES, v))(tokens, valid)[:, T - 1:-1]
+    tokens = jnp.concatenate([PREFIX[GROUP], TOKENS, greedy.tokens], axis=1)
+    valid = jnp.concatenate([PREFIX_VALID[GROUP], VALID, jnp.ones(greedy.tokens.shape, bool)], 1)
+    logits = jax.jit(lambda t, v: MODEL(t, FRAMES, v))(tokens, valid)[:, P + T - 1:-1]
     np.testing.assert_array_equal(jnp.argmax(logits, -1), greedy.tokens)
     np.testing.assert_array_equal(generate(jax.random.key(1), top_k=1, eos=-1).tokens,
                                   greedy.tokens)
@@ -46,8 +51,17 @@ def test_temperature_zero_is_the_argmax_of_the_full_model():
 
 def test_logprobs_equal_a_full_forward_pass():
     s = generate(jax.random.key(3))
-    full = sample.token_logprobs(MODEL, PROMPT, FRAMES, VALID, s.tokens)
+    full = sample.token_logprobs(MODEL, PROMPT, FRAMES, s.tokens)
     np.testing.assert_allclose(jnp.where(s.mask, full, 0), s.logprobs, atol=1e-4)
+
+
+def test_one_shared_prefix_samples_as_the_same_prefix_per_sequence():
+    shared = PROMPT._replace(prefix=PREFIX[1:], prefix_valid=PREFIX_VALID[1:],
+                             group=jnp.zeros(B, jnp.int32))
+    each = PROMPT._replace(group=jnp.ones(B, jnp.int32))
+    a, b = generate(jax.random.key(4), prompt=shared), generate(jax.random.key(4), prompt=each)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
 
 
 def test_stops_at_end_of_turn():

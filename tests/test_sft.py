@@ -42,9 +42,8 @@ def initial_loss():
     states = episodes.deal(env, jax.random.fold_in(jax.random.key(CFG.seed), 0), CFG.batch, 1)
     budget = episodes.response_budget(env, tok)
     response, mask = sft.targets(CFG, env, tok, states, None, budget)
-    prompt, valid = episodes.prompt_batch(env, tok, cfg, CFG.batch)
-    return float(sft.response_loss(model, prompt, valid, episodes.draw(env, states), response,
-                                   mask))
+    prompt = episodes.prompt_batch(env, tok, cfg, CFG.batch)
+    return float(sft.response_loss(model, prompt, episodes.draw(env, states), response, mask))
 
 
 def test_checkpoint_round_trip_is_exact(run_dir, tmp_path):

@@ -69,10 +69,11 @@ def test_unknown_text_is_a_clear_error():
 
 
 def test_prompt_ids_layout():
-    ids = TOK.prompt_ids("Red circle", 4)
-    assert ids[:2] == [TOK.im_start_id, TOK.vision_start_id]
-    assert ids[2:6] == [TOK.image_pad_id] * 4 and ids[6] == TOK.vision_end_id
-    assert ids[-2:] == [TOK.eos_id, TOK.im_start_id]
+    prefix, rest = TOK.prompt_parts("Red circle", 4)
+    assert prefix == [TOK.im_start_id] + TOK.encode("Red circle")
+    assert rest[0] == TOK.vision_start_id and rest[1:5] == [TOK.image_pad_id] * 4
+    assert rest[5:] == [TOK.vision_end_id, TOK.eos_id, TOK.im_start_id]
+    assert TOK.prompt_ids("Red circle", 4) == prefix + rest
 
 
 def test_decode_response_stops_at_end_of_turn_and_drops_padding():

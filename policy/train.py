@@ -1,0 +1,451 @@
+"""Reinforcement learning with GRPO, the main job: `python -m policy.train --game swap`.
+
+Each step deals fresh boards (some advanced by random legal moves), renders them, samples
+`--samples` responses per board at temperature 1, scores them (game + perception + format
+rewards, each switchable), and takes one GRPO update. Boards, pixels, samples, rewards and the
+update all stay on the device; the host only reads the metrics.
+
+    python -m policy.train --game swap                      # a useful run on a laptop CPU
+    python -m policy.train --game swap --batch 4096         # big batches: micro-batched updates
+    python -m policy.train --mode g0 --checkpoint-dir runs/g0 --steps 200
+    python -m policy.train --checkpoint-dir runs/g1 --resume
+
+`--mode g1` starts from the perception-enhanced cold start (`policy.sft`, run first unless
+`--init DIR` points at a finished one), `g0` from the format-only base. The run folder gets
+`train_metrics.jsonl` (one line per step, plus held-out evaluations), TensorBoard events under
+`tb/`, orbax checkpoints every `--save-every` steps, and `play.gif` of the final policy.
+
+Several devices: the board axis is sharded over a `jax.sharding.Mesh` of all devices (data
+parallel; parameters and optimiser state replicated), and `jax.distributed.initialize()` runs
+first when a multi-host launcher's variables are set (JAX_COORDINATOR_ADDRESS, SLURM, Open MPI).
+For models too big to replicate, FSDP would add a second mesh axis and give each parameter a
+`NamedSharding` that splits its largest dimension over it; XLA then inserts the all-gathers and
+reduce-scatters, and nothing else in this file changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+import jaxgym
+from policy import checkpoint, episodes, grpo, rewards as reward_fns, sample, sft
+
+REWARDS = ("game", "perception", "format")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # minutes on a 2-core CPU: tiny model, easy boards
+    "cpu": dict(board_preset="easy", steps=60, batch=16, samples=5, lr=1e-4, eval_every=20,
+                eval_boards=64, save_every=20, init_preset="cpu"),
+    # one GPU: the small model, big batches
+    "gpu": dict(board_preset="easy", steps=500, batch=512, samples=5, lr=5e-5, eval_every=50,
+                eval_boards=512, save_every=100, init_preset="gpu"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    game: str = "swap"
+    board_preset: str = "easy"
+    mode: str = "g1"  # g1: from the cold start; g0: from the format-only base
+    steps: int = 60
+    batch: int = 16  # boards per step
+    samples: int = 5  # responses per board (GRPO's group)
+    max_random_moves: int = 3
+    temperature: float = 1.0
+    rewards: tuple[str, ...] = REWARDS  # which rewards count (summed)
+    lr: float = 1e-4
+    warmup_steps: int = 0
+    kl_coef: float = 1e-2
+    clip_eps: float = 0.2
+    max_grad_norm: float = 1.0
+    microbatch: int = 0  # sequences per gradient slice; 0: automatic (at most 256)
+    eval_every: int = 20
+    eval_boards: int = 64
+    save_every: int = 20
+    init_preset: str = "cpu"  # policy.sft preset of the starting policy
+    init_steps: int = 0  # its steps (0: the preset's; for g0, a fifth of them)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rewards", tuple(self.rewards))  # from JSON: a list
+        checks = [
+            (self.mode in ("g0", "g1"), f"mode must be g0 or g1, not {self.mode!r}"),
+            (min(self.steps, self.batch, self.samples) >= 1, "steps, batch, samples must be >= 1"),
+            (self.samples >= 2, "GRPO needs at least 2 samples per board"),
+            (set(self.rewards) <= set(REWARDS) and self.rewards,
+             f"rewards must be a non-empty subset of {REWARDS}"),
+            (self.temperature > 0, "temperature must be > 0 (RL samples)"),
+            (min(self.eval_every, self.save_every, self.eval_boards) >= 1,
+             "eval_every, save_every, eval_boards must be >= 1"),
+            (self.microbatch >= 0, "microbatch must be >= 0"),
+            (self.init_preset in sft.PRESETS, f"init_preset must be one of {sorted(sft.PRESETS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig: {message}")
+
+    @property
+    def sequences(self) -> int:
+        return self.batch * self.samples
+
+    def grpo(self) -> grpo.GRPOConfig:
+        return grpo.GRPOConfig(lr=self.lr, warmup_steps=self.warmup_steps, clip_eps=self.clip_eps,
+                               kl_coef=self.kl_coef, max_grad_norm=self.max_grad_norm,
+                               microbatch=auto_microbatch(self.sequences, self.microbatch))
+
+
+def auto_microbatch(sequences: int, requested: int, largest: int = 256) -> int:
+    """The slice size of the update: `requested` if it divides the batch (ValueError if not),
+    else the largest divisor of `sequences` that is at most `largest`."""
+    if requested:
+        if sequences % requested:
+            raise ValueError(f"--microbatch {requested} must divide batch x samples = {sequences}")
+        return requested
+    return max(d for d in range(1, min(sequences, largest) + 1) if sequences % d == 0)
+
+
+# ---- devices ---------------------------------------------------------------------------------
+
+
+def maybe_initialize_distributed() -> bool:
+    """`jax.distributed.initialize()` when a multi-host launcher's variables are set."""
+    launched = ("JAX_COORDINATOR_ADDRESS" in os.environ
+                or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+                or int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1)
+    if launched:
+        jax.distributed.initialize()
+    return launched
+
+
+def data_mesh() -> Mesh:
+    """All devices on one axis, "data": boards are split over it, parameters replicated."""
+    return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+# ---- the starting policy ---------------------------------------------------------------------
+
+
+def init_config(cfg: TrainConfig) -> sft.SFTConfig:
+    """The supervised run G1 (variant cold) or G0 (variant base) starts from."""
+    options = dict(sft.PRESETS[cfg.init_preset], game=cfg.game, board_preset=cfg.board_preset,
+                   seed=cfg.seed, variant="cold" if cfg.mode == "g1" else "base")
+    steps = cfg.init_steps or (options["steps"] if cfg.mode == "g1" else options["steps"] // 5)
+    options.update(steps=steps, eval_every=min(options.get("eval_every", 100), steps),
+                   save_every=steps)
+    return sft.SFTConfig(**options)
+
+
+def starting_policy(cfg: TrainConfig, run_dir: str, init: str | None, quiet: bool):
+    """(graphdef, params, tokenizer, model config, response budget, init folder): `init` if
+    given, else the run's own `init/` folder, trained first if it holds no checkpoint."""
+    folder = init or os.path.join(run_dir, "init")
+    if checkpoint.latest_step(folder) is None:
+        if init:
+            raise ValueError(f"--init {init} holds no checkpoint")
+        if not quiet:
+            print(f"{cfg.mode}: training the starting policy into {folder}")
+        sft.train(init_config(cfg), folder, resume=True, quiet=quiet)
+    graphdef, params, tokenizer, model_cfg, settings = sft.load_policy(folder)
+    game = (settings.get("sft") or {}).get("game")
+    if game != cfg.game:
+        raise ValueError(f"the starting policy in {folder} was trained on {game!r}, not "
+                         f"{cfg.game!r}")
+    return graphdef, params, tokenizer, model_cfg, settings["response_budget"], folder
+
+
+# ---- one step ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutSpec:
+    """What the compiled rollout depends on (runs that share it share the compilation)."""
+
+    env: Any
+    graphdef: Any
+    tokenizer: Any
+    model_cfg: Any
+    budget: int
+    mesh: Mesh
+    batch: int
+    samples: int
+    max_random_moves: int
+    temperature: float
+    rewards: tuple[str, ...]
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def rollout(params, key: jax.Array, spec: RolloutSpec):
+    """(grpo.Rollout, per-sequence Rewards, float32[B*n] total reward) for one step: deal,
+    draw, sample n responses per board, score them, group advantages."""
+    env, tokenizer = spec.env, spec.tokenizer
+    deal_key, sample_key = jax.random.split(key)
+    states = episodes.deal(env, deal_key, spec.batch, spec.max_random_moves)
+    states = jax.lax.with_sharding_constraint(states, NamedSharding(spec.mesh,
+                                                                    PartitionSpec("data")))
+    repeat = functools.partial(jnp.repeat, repeats=spec.samples, axis=0)
+    states = jax.tree.map(repeat, states)  # board-major: board i's samples are adjacent
+    frames = episodes.draw(env, states)
+    prompt = episodes.prompt_batch(env, tokenizer, spec.model_cfg, spec.batch * spec.samples)
+    samples = sample.generate(spec.graphdef, params, prompt, frames, sample_key,
+                              spec.temperature, max_new_tokens=spec.budget,
+                              eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    scores = reward_fns.RewardFn(env, tokenizer)(states, samples.tokens, samples.mask)
+    total = sum(getattr(scores, name) for name in spec.rewards)
+    advantages = grpo.group_advantages(total.reshape(spec.batch, spec.samples)).reshape(-1)
+    batch = grpo.Rollout(prompt, frames, samples.tokens, samples.mask, samples.logprobs,
+                         advantages)
+    return batch, scores, total
+
+
+class Trainer:
+    """The compiled rollout and update of one run, and the held-out evaluation."""
+
+    def __init__(self, cfg: TrainConfig, env, graphdef, tokenizer, model_cfg, budget: int,
+                 mesh: Mesh):
+        if cfg.batch % mesh.size:
+            raise ValueError(f"--batch {cfg.batch} must be a multiple of the {mesh.size} devices")
+        self.cfg, self.env, self.graphdef = cfg, env, graphdef
+        self.tokenizer, self.model_cfg, self.budget, self.mesh = tokenizer, model_cfg, budget, mesh
+        self.replicated = NamedSharding(mesh, PartitionSpec())
+        self.grpo_cfg = cfg.grpo()
+        self.tx = grpo.optimizer(self.grpo_cfg)
+        self.update = grpo.compiled_update(graphdef, self.grpo_cfg)
+        self.spec = RolloutSpec(env, graphdef, tokenizer, model_cfg, budget, mesh, cfg.batch,
+                                cfg.samples, cfg.max_random_moves, cfg.temperature, cfg.rewards)
+
+    def rollout(self, params, key):
+        return rollout(params, key, self.spec)
+
+    def step(self, params, opt_state, ref_params, key) -> tuple[Any, Any, dict]:
+        """One RL step; returns (params, opt_state, metrics) with per-phase seconds."""
+        started = time.perf_counter()
+        batch, scores, total = jax.block_until_ready(self.rollout(params, key))
+        sampled = time.perf_counter()
+        params, opt_state, update = jax.block_until_ready(
+            self.update(params, opt_state, ref_params, batch))
+        done = time.perf_counter()
+        tokens = float(jnp.sum(batch.mask))
+        metrics = dict(
+            reward=float(total.mean()), game_reward=float(scores.game.mean()),
+            perception_reward=float(scores.perception.mean()),
+            format_reward=float(scores.format.mean()), valid_move_rate=float(scores.valid.mean()),
+            **{name: float(value) for name, value in update.items()},
+            response_length=tokens / self.cfg.sequences,
+            tokens_per_s=tokens / (sampled - started),
+            boards_per_s=self.cfg.batch / (done - started),
+            rollout_s=sampled - started, update_s=done - sampled)
+        return params, opt_state, metrics
+
+    def evaluate(self, params, held_out) -> dict:
+        """Greedy held-out metrics: perception exact-match, valid-move, format, game points."""
+        return sft.greedy_metrics(self.env, self.tokenizer, self.graphdef, params,
+                                  self.model_cfg, held_out, self.budget)
+
+
+# ---- logging ---------------------------------------------------------------------------------
+
+
+class Log:
+    """JSON lines (`train_metrics.jsonl`) and TensorBoard events (`tb/`) of a run. On resume,
+    lines past the checkpoint's step are dropped, so the log reads like an unbroken run."""
+
+    def __init__(self, run_dir: str, start: int):
+        self.path = os.path.join(run_dir, "train_metrics.jsonl")
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                kept = [line for line in f if json.loads(line)["step"] <= start]
+            with open(self.path, "w") as f:
+                f.writelines(kept)
+        try:
+            from tensorboardX import SummaryWriter
+            self.board = SummaryWriter(os.path.join(run_dir, "tb"), purge_step=start + 1)
+        except ImportError:  # pragma: no cover - tensorboardX is a dependency
+            self.board = None
+
+    def write(self, step: int, metrics: dict, prefix: str = "train") -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(dict(step=step, kind=prefix, **metrics)) + "\n")
+        if self.board is not None:
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    self.board.add_scalar(f"{prefix}/{name}", value, step)
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    """The lines of a run's `train_metrics.jsonl`."""
+    with open(os.path.join(run_dir, "train_metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None = None,
+          quiet: bool = False, stop_after: int | None = None, gif_boards: int = 4) -> dict:
+    """Run GRPO; returns the last held-out metrics. `stop_after`: stop (with a checkpoint)
+    after that many steps, as if interrupted."""
+    maybe_initialize_distributed()
+    mesh = data_mesh()
+    env = jaxgym.make(cfg.game, cfg.board_preset)
+    os.makedirs(run_dir, exist_ok=True)
+    settings = dict(kind="train", train=dataclasses.asdict(cfg))
+    start = checkpoint.latest_step(run_dir) if resume else None
+    if start is not None:
+        saved = checkpoint.load_settings(run_dir)
+        if saved.get("train") != json.loads(json.dumps(settings["train"])):
+            raise ValueError(f"{run_dir} holds a run with other settings: {saved.get('train')}")
+        init = saved["init"]
+    elif checkpoint.latest_step(run_dir) is not None:
+        raise ValueError(f"{run_dir} already holds a checkpoint; pass --resume or another folder")
+    graphdef, ref_params, tokenizer, model_cfg, budget, init = starting_policy(
+        cfg, run_dir, init, quiet)
+    settings.update(init=init, model=dataclasses.asdict(model_cfg), response_budget=budget)
+    trainer = Trainer(cfg, env, graphdef, tokenizer, model_cfg, budget, mesh)
+    ref_params = jax.device_put(ref_params, trainer.replicated)
+    params, opt_state = ref_params, jax.device_put(trainer.tx.init(ref_params), trainer.replicated)
+    start = start or 0
+    if start:
+        tree = checkpoint.restore(run_dir, start, dict(params=params, opt_state=opt_state))
+        params = jax.device_put(tree["params"], trainer.replicated)
+        opt_state = jax.device_put(tree["opt_state"], trainer.replicated)
+    held_out = episodes.deal(env, episodes.eval_key(cfg.seed), cfg.eval_boards,
+                             cfg.max_random_moves)
+    log = Log(run_dir, start)
+    if not quiet:
+        print(f"{cfg.game} ({cfg.board_preset}) GRPO, {cfg.mode} from {init}: {cfg.steps} steps x "
+              f"{cfg.batch} boards x {cfg.samples} samples on {mesh.size} device(s), update in "
+              f"slices of {trainer.grpo_cfg.microbatch}")
+    if start == 0:
+        log.write(0, trainer.evaluate(params, held_out), "eval")
+
+    def save(step):
+        checkpoint.save(run_dir, step, dict(params=params, opt_state=opt_state), settings,
+                        tokenizer)
+
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet,
+               desc=f"GRPO {cfg.mode}", unit="step")
+    evaluation: dict = {}
+    completed = start
+    try:
+        for step in bar:
+            key = jax.random.fold_in(jax.random.key(cfg.seed), step)
+            new_params, new_opt_state, metrics = trainer.step(params, opt_state, ref_params, key)
+            if not np.isfinite(metrics["loss"]):
+                raise FloatingPointError(
+                    f"the loss became {metrics['loss']} at step {step + 1}; stopping. The last good "
+                    f"checkpoint (step {checkpoint.latest_step(run_dir)}) is in {run_dir}")
+            params, opt_state, completed = new_params, new_opt_state, step + 1
+            log.write(completed, metrics)
+            bar.set_postfix(reward=f"{metrics['reward']:.2f}",
+                            valid=f"{metrics['valid_move_rate']:.2f}")
+            if completed % cfg.eval_every == 0 or completed == cfg.steps:
+                evaluation = trainer.evaluate(params, held_out)
+                log.write(completed, evaluation, "eval")
+                if not quiet:
+                    bar.write(f"step {completed}: " + " ".join(
+                        f"{k}={v:.3f}" for k, v in evaluation.items()))
+            if completed % cfg.save_every == 0 or completed == cfg.steps or completed == stop_after:
+                save(completed)
+            if completed == stop_after:
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: saving step {completed} to {run_dir}")
+        save(completed)
+        raise
+    finally:
+        log.close()
+    if completed == cfg.steps and gif_boards:
+        write_gif(env, trainer, params, os.path.join(run_dir, "play.gif"), gif_boards, cfg.seed)
+    return evaluation
+
+
+def write_gif(env, trainer: Trainer, params, path: str, boards: int, seed: int) -> None:
+    """An animation of the policy playing `boards` held-out boards for 3 moves each."""
+    import render
+    from policy.evaluate import ModelPolicy, evaluate
+
+    policy = ModelPolicy.from_params(trainer.graphdef, params, trainer.tokenizer,
+                                     trainer.model_cfg, trainer.budget)
+    _, pictures = evaluate(env, policy, boards=boards, steps=3, seed=seed, record=boards,
+                           progress=False)
+    render.save_animation(path, pictures, fps=1.0)
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--game", default="swap",
+                        choices=sorted(jaxgym.list_games()))
+    parser.add_argument("--mode", default="g1", choices=("g0", "g1"))
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                        help="run size (default: cpu)")
+    parser.add_argument("--board-preset", default=None, help="the game's difficulty preset")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="run folder (default: runs/<game>-<mode>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in the folder")
+    parser.add_argument("--init", default=None,
+                        help="checkpoint folder of the starting policy (default: train one)")
+    parser.add_argument("--rewards", default=",".join(REWARDS),
+                        help=f"comma-separated rewards that count (default: {','.join(REWARDS)})")
+    parser.add_argument("--gif-boards", type=int, default=4, help="boards in play.gif (0: none)")
+    parser.add_argument("--quiet", action="store_true")
+    for name, kind in (("steps", int), ("batch", int), ("samples", int), ("lr", float),
+                       ("seed", int), ("microbatch", int), ("kl-coef", float),
+                       ("clip-eps", float), ("temperature", float), ("eval-every", int),
+                       ("eval-boards", int), ("save-every", int), ("max-random-moves", int),
+                       ("init-steps", int)):
+        parser.add_argument(f"--{name}", type=kind, default=None)
+    args = parser.parse_args(argv)
+    options = dict(PRESETS[args.preset], game=args.game, mode=args.mode,
+                   rewards=tuple(r for r in args.rewards.split(",") if r))
+    for name in ("board_preset", "steps", "batch", "samples", "lr", "seed", "microbatch",
+                 "kl_coef", "clip_eps", "temperature", "eval_every", "eval_boards", "save_every",
+                 "max_random_moves", "init_steps"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    try:
+        cfg = TrainConfig(**options)
+        cfg.grpo()
+    except ValueError as error:
+        parser.error(str(error))
+    args.checkpoint_dir = args.checkpoint_dir or os.path.join("runs", f"{cfg.game}-{cfg.mode}")
+    return cfg, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg, args = parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill -TERM saves like Ctrl-C
+    started = time.time()
+    try:
+        metrics = train(cfg, args.checkpoint_dir, resume=args.resume, init=args.init,
+                        quiet=args.quiet, gif_boards=args.gif_boards)
+    except (ValueError, FloatingPointError) as error:
+        raise SystemExit(f"error: {error}")
+    print(f"done in {time.time() - started:.0f} s; run folder {args.checkpoint_dir}")
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()
