@@ -6,10 +6,14 @@ the response texts the cold start learns (made on the fly from the engine).
     prompt = prompt_batch(env, tokenizer, cfg, batch=64)           # a sample.Prompt
     texts = cold_start_texts(env, states)                    # perception + rationale + expert
     ids, mask = pad_responses(tokenizer, texts, length)
+
+`GameSet` does the same for a job's games: one game, or all of them sharing each batch ("mix",
+frames on one canvas via `jaxgym.multigame`); the cold start and the trainer go through it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Sequence
 
@@ -17,10 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxgym
 import render
 from jaxgym import text as game_text
 from jaxgym.core import Env, State, random_legal_action
+from jaxgym.multigame import MultiGame
 from policy.model import ModelConfig
+from policy.rewards import Rewards, RewardFn, compiled as compiled_rewards
 from policy.sample import Prompt
 from policy.tokenizer import GameTokenizer
 
@@ -120,3 +127,97 @@ def response_budget(env: Env, tokenizer: GameTokenizer, samples: int = 64) -> in
     states = deal(env, jax.random.key(0), samples, 0)
     longest = max(len(tokenizer.encode(t)) + 1 for t in cold_start_texts(env, states))
     return -(-int(longest * 1.25) // 8) * 8
+
+
+# ---- one game or a mix -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GameSet:
+    """The games a job plays. One game: the functions above, unchanged. Several ("mix"): each
+    batch is split evenly, game after game (`jaxgym.multigame` order), every board is drawn on
+    one canvas, each game keeps its own instructions (a prompt prefix per game) and rewards.
+    Batches of States are tuples, one State per game."""
+
+    envs: tuple[Env, ...]
+
+    @staticmethod
+    def make(game: str, board_preset: str | None = None) -> "GameSet":
+        """`game` ("mix": every game) at `board_preset`."""
+        names = sorted(jaxgym.list_games()) if game == "mix" else [game]
+        return GameSet(tuple(jaxgym.make(name, board_preset) for name in names))
+
+    @property
+    def single(self) -> bool:
+        return len(self.envs) == 1
+
+    def counts(self, batch: int) -> tuple[int, ...]:
+        if batch % len(self.envs):
+            raise ValueError(f"a batch of {batch} boards does not split evenly over the "
+                             f"{len(self.envs)} games of the mix")
+        return (batch // len(self.envs),) * len(self.envs)
+
+    def multigame(self, batch: int) -> MultiGame:
+        return MultiGame(self.envs, self.counts(batch))
+
+    def frame_shape(self) -> tuple[int, int, int]:
+        if self.single:
+            return render.frame_shape(self.envs[0])
+        return tuple(self.multigame(len(self.envs)).canvas) + (3,)
+
+    def deal(self, key: jax.Array, batch: int, max_random_moves: int = 0) -> tuple[State, ...]:
+        keys = [key] if self.single else [jax.random.fold_in(key, i) for i in range(len(self.envs))]
+        return tuple(deal(env, k, n, max_random_moves)
+                     for env, k, n in zip(self.envs, keys, self.counts(batch)))
+
+    def draw(self, states: tuple[State, ...]) -> jax.Array:
+        """uint8[B, H, W, 3]."""
+        if self.single:
+            return draw(self.envs[0], states[0])
+        return _mix_frames(self.multigame(sum(len(s.board) for s in states)), states)
+
+    def prompt(self, tokenizer: GameTokenizer, cfg: ModelConfig, batch: int) -> Prompt:
+        """Each board's game's instructions (one prefix row per game, left-padded), then the
+        image part, which is the same for all games on one canvas."""
+        image_tokens = cfg.num_image_tokens(self.frame_shape())
+        parts = [tokenizer.prompt_parts(game_text.prompt(env), image_tokens) for env in self.envs]
+        width = max(len(prefix) for prefix, _ in parts)
+        prefix = np.full((len(parts), width), tokenizer.pad_id, np.int32)
+        prefix_valid = np.zeros((len(parts), width), bool)
+        for g, (ids, _) in enumerate(parts):
+            prefix[g, width - len(ids):], prefix_valid[g, width - len(ids):] = ids, True
+        rest = jnp.tile(jnp.asarray(parts[0][1], jnp.int32)[None], (batch, 1))
+        group = np.repeat(np.arange(len(self.envs)), self.counts(batch)).astype(np.int32)
+        return Prompt(jnp.asarray(prefix), jnp.asarray(prefix_valid), rest,
+                      jnp.ones(rest.shape, bool), jnp.asarray(group))
+
+    def repeat(self, states: tuple[State, ...], n: int) -> tuple[State, ...]:
+        """Every board n times in a row (GRPO's groups), game order kept."""
+        return tuple(jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), s) for s in states)
+
+    def score(self, tokenizer: GameTokenizer, states: tuple[State, ...], tokens: jax.Array,
+              mask: jax.Array, jit: bool = False) -> Rewards:
+        """Rewards of B responses, each by its board's game (`jit`: the cached compiled
+        functions, for calls outside a jitted step)."""
+        out, start = [], 0
+        for env, state in zip(self.envs, states):
+            n = len(state.board)
+            fn = compiled_rewards(env, tokenizer) if jit else RewardFn(env, tokenizer)
+            out.append(fn(state, tokens[start:start + n], mask[start:start + n]))
+            start += n
+        return Rewards(*(jnp.concatenate(field) for field in zip(*out)))
+
+    def cold_start_texts(self, states: tuple[State, ...]) -> list[str]:
+        return [t for env, s in zip(self.envs, states) for t in cold_start_texts(env, s)]
+
+    def base_texts(self, key: jax.Array, batch: int) -> list[str]:
+        return [t for g, (env, n) in enumerate(zip(self.envs, self.counts(batch)))
+                for t in base_texts(env, key if self.single else jax.random.fold_in(key, g), n)]
+
+    def response_budget(self, tokenizer: GameTokenizer) -> int:
+        return max(response_budget(env, tokenizer) for env in self.envs)
+
+
+@functools.partial(jax.jit, static_argnames=("mix",))
+def _mix_frames(mix: MultiGame, states: tuple[State, ...]) -> jax.Array:
+    return mix.frames(states)

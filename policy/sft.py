@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 import jaxgym
 from policy import checkpoint, episodes, model as vlm, sample, tokenizer as tokenization
-from policy import rewards as reward_fns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,14 +105,16 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
 # ---- evaluation on held-out boards ---------------------------------------------------------
 
 
-def greedy_metrics(env, tokenizer, graphdef, params, model_cfg, states, budget) -> dict:
-    """Perception exact-match, valid-move, format rates and mean game points of greedy answers."""
-    frames = episodes.draw(env, states)
-    prompt = episodes.prompt_batch(env, tokenizer, model_cfg, frames.shape[0])
+def greedy_metrics(games: episodes.GameSet, tokenizer, graphdef, params, model_cfg, states,
+                   budget) -> dict:
+    """Perception exact-match, valid-move, format rates and mean game points of greedy answers.
+    states: a tuple of States, one per game of `games`."""
+    frames = games.draw(states)
+    prompt = games.prompt(tokenizer, model_cfg, frames.shape[0])
     samples = sample.generate(graphdef, params, prompt, frames, jax.random.key(0), 0.0,
                               max_new_tokens=budget, eos_id=tokenizer.eos_id,
                               pad_id=tokenizer.pad_id)
-    rewards = reward_fns.compiled(env, tokenizer)(states, samples.tokens, samples.mask)
+    rewards = games.score(tokenizer, states, samples.tokens, samples.mask, jit=True)
     return dict(perception_exact=float(rewards.perception.mean()),
                 valid_move_rate=float(rewards.valid.mean()),
                 format_rate=float(rewards.format.mean()),
@@ -123,9 +124,9 @@ def greedy_metrics(env, tokenizer, graphdef, params, model_cfg, states, budget) 
 # ---- the run -------------------------------------------------------------------------------
 
 
-def targets(cfg: SFTConfig, env, tokenizer, states, key, budget):
-    texts = (episodes.cold_start_texts(env, states) if cfg.variant == "cold"
-             else episodes.base_texts(env, key, cfg.batch))
+def targets(cfg: SFTConfig, games: episodes.GameSet, tokenizer, states, key, budget):
+    texts = (games.cold_start_texts(states) if cfg.variant == "cold"
+             else games.base_texts(key, cfg.batch))
     return episodes.pad_responses(tokenizer, texts, budget)
 
 
@@ -134,14 +135,15 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     """Run the cold start; returns the last held-out metrics. Leaves a checkpoint in `out`.
     `stop_after`: stop (with a checkpoint) after that many steps, as if interrupted; Ctrl-C
     also saves a checkpoint before it stops the run."""
-    env = jaxgym.make(cfg.game, cfg.board_preset)
+    games = episodes.GameSet.make(cfg.game, cfg.board_preset)
+    games.counts(cfg.batch), games.counts(cfg.eval_boards)  # ValueError unless they split
     tokenizer = tokenization.default()
     model_cfg = vlm.config(cfg.model, **{"vocab_size": tokenizer.vocab_size,
                                          **cfg.model_overrides})
     graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id, cfg.seed))
     tx = optimizer(cfg)
     opt_state = tx.init(params)
-    budget = episodes.response_budget(env, tokenizer)
+    budget = games.response_budget(tokenizer)
     settings = dict(kind="sft", sft=dataclasses.asdict(cfg), model=dataclasses.asdict(model_cfg),
                     response_budget=budget)
     start = 0
@@ -159,9 +161,8 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
               f"{cfg.steps} steps x {cfg.batch} boards, responses up to {budget} tokens")
 
     train_step = make_train_step(graphdef, tx)
-    prompt = episodes.prompt_batch(env, tokenizer, model_cfg, cfg.batch)
-    held_out = episodes.deal(env, episodes.eval_key(cfg.seed), cfg.eval_boards,
-                             cfg.max_random_moves)
+    prompt = games.prompt(tokenizer, model_cfg, cfg.batch)
+    held_out = games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
     log_path = os.path.join(out, "sft_metrics.jsonl")
     metrics: dict = {}
     started = time.time()
@@ -171,9 +172,9 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     try:
         for step in bar:
             key = jax.random.fold_in(jax.random.key(cfg.seed), step)
-            states = episodes.deal(env, key, cfg.batch, cfg.max_random_moves)
-            frames = episodes.draw(env, states)
-            response, mask = targets(cfg, env, tokenizer, states, key, budget)
+            states = games.deal(key, cfg.batch, cfg.max_random_moves)
+            frames = games.draw(states)
+            response, mask = targets(cfg, games, tokenizer, states, key, budget)
             params, opt_state, loss = train_step(params, opt_state, prompt, frames, response,
                                                  mask)
             completed = step + 1
@@ -184,8 +185,8 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
             bar.set_postfix(loss=f"{loss:.3f}")
             done = step + 1
             if done % cfg.eval_every == 0 or done == cfg.steps:
-                metrics = greedy_metrics(env, tokenizer, graphdef, params, model_cfg, held_out,
-                                         budget)
+                metrics = greedy_metrics(games, tokenizer, graphdef, params, model_cfg,
+                                         held_out, budget)
                 metrics.update(step=done, loss=loss, seconds=round(time.time() - started, 1))
                 with open(log_path, "a") as f:
                     f.write(json.dumps(metrics) + "\n")
@@ -221,7 +222,8 @@ def load_policy(run_dir: str):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()))
+    parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()) + ["mix"],
+                        help="a game, or mix: all of them in each batch")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
                         help="run size: model, steps, batch (default: cpu)")
     parser.add_argument("--board-preset", default=None,

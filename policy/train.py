@@ -37,12 +37,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 import jaxgym
-from policy import checkpoint, episodes, grpo, rewards as reward_fns, sample, sft
+from policy import checkpoint, episodes, grpo, sample, sft
 
 REWARDS = ("game", "perception", "format")
 
@@ -174,7 +173,7 @@ def starting_policy(cfg: TrainConfig, run_dir: str, init: str | None, quiet: boo
 class RolloutSpec:
     """What the compiled rollout depends on (runs that share it share the compilation)."""
 
-    env: Any
+    games: episodes.GameSet
     graphdef: Any
     tokenizer: Any
     model_cfg: Any
@@ -191,19 +190,18 @@ class RolloutSpec:
 def rollout(params, key: jax.Array, spec: RolloutSpec):
     """(grpo.Rollout, per-sequence Rewards, float32[B*n] total reward) for one step: deal,
     draw, sample n responses per board, score them, group advantages."""
-    env, tokenizer = spec.env, spec.tokenizer
+    games, tokenizer = spec.games, spec.tokenizer
     deal_key, sample_key = jax.random.split(key)
-    states = episodes.deal(env, deal_key, spec.batch, spec.max_random_moves)
+    states = games.deal(deal_key, spec.batch, spec.max_random_moves)
     states = jax.lax.with_sharding_constraint(states, NamedSharding(spec.mesh,
                                                                     PartitionSpec("data")))
-    repeat = functools.partial(jnp.repeat, repeats=spec.samples, axis=0)
-    states = jax.tree.map(repeat, states)  # board-major: board i's samples are adjacent
-    frames = episodes.draw(env, states)
-    prompt = episodes.prompt_batch(env, tokenizer, spec.model_cfg, spec.batch * spec.samples)
+    states = games.repeat(states, spec.samples)  # board i's samples are adjacent
+    frames = games.draw(states)
+    prompt = games.prompt(tokenizer, spec.model_cfg, spec.batch * spec.samples)
     samples = sample.generate(spec.graphdef, params, prompt, frames, sample_key,
                               spec.temperature, max_new_tokens=spec.budget,
                               eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
-    scores = reward_fns.RewardFn(env, tokenizer)(states, samples.tokens, samples.mask)
+    scores = games.score(tokenizer, states, samples.tokens, samples.mask)
     total = sum(getattr(scores, name) for name in spec.rewards)
     advantages = grpo.group_advantages(total.reshape(spec.batch, spec.samples)).reshape(-1)
     batch = grpo.Rollout(prompt, frames, samples.tokens, samples.mask, samples.logprobs,
@@ -214,17 +212,18 @@ def rollout(params, key: jax.Array, spec: RolloutSpec):
 class Trainer:
     """The compiled rollout and update of one run, and the held-out evaluation."""
 
-    def __init__(self, cfg: TrainConfig, env, graphdef, tokenizer, model_cfg, budget: int,
-                 mesh: Mesh):
+    def __init__(self, cfg: TrainConfig, games: episodes.GameSet, graphdef, tokenizer,
+                 model_cfg, budget: int, mesh: Mesh):
         if cfg.batch % mesh.size:
             raise ValueError(f"--batch {cfg.batch} must be a multiple of the {mesh.size} devices")
-        self.cfg, self.env, self.graphdef = cfg, env, graphdef
+        games.counts(cfg.batch), games.counts(cfg.eval_boards)  # ValueError unless they split
+        self.cfg, self.games, self.graphdef = cfg, games, graphdef
         self.tokenizer, self.model_cfg, self.budget, self.mesh = tokenizer, model_cfg, budget, mesh
         self.replicated = NamedSharding(mesh, PartitionSpec())
         self.grpo_cfg = cfg.grpo()
         self.tx = grpo.optimizer(self.grpo_cfg)
         self.update = grpo.compiled_update(graphdef, self.grpo_cfg)
-        self.spec = RolloutSpec(env, graphdef, tokenizer, model_cfg, budget, mesh, cfg.batch,
+        self.spec = RolloutSpec(games, graphdef, tokenizer, model_cfg, budget, mesh, cfg.batch,
                                 cfg.samples, cfg.max_random_moves, cfg.temperature, cfg.rewards)
 
     def rollout(self, params, key):
@@ -252,7 +251,7 @@ class Trainer:
 
     def evaluate(self, params, held_out) -> dict:
         """Greedy held-out metrics: perception exact-match, valid-move, format, game points."""
-        return sft.greedy_metrics(self.env, self.tokenizer, self.graphdef, params,
+        return sft.greedy_metrics(self.games, self.tokenizer, self.graphdef, params,
                                   self.model_cfg, held_out, self.budget)
 
 
@@ -304,7 +303,7 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
     after that many steps, as if interrupted."""
     maybe_initialize_distributed()
     mesh = data_mesh()
-    env = jaxgym.make(cfg.game, cfg.board_preset)
+    games = episodes.GameSet.make(cfg.game, cfg.board_preset)
     os.makedirs(run_dir, exist_ok=True)
     settings = dict(kind="train", train=dataclasses.asdict(cfg))
     start = checkpoint.latest_step(run_dir) if resume else None
@@ -318,7 +317,7 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
     graphdef, ref_params, tokenizer, model_cfg, budget, init = starting_policy(
         cfg, run_dir, init, quiet)
     settings.update(init=init, model=dataclasses.asdict(model_cfg), response_budget=budget)
-    trainer = Trainer(cfg, env, graphdef, tokenizer, model_cfg, budget, mesh)
+    trainer = Trainer(cfg, games, graphdef, tokenizer, model_cfg, budget, mesh)
     ref_params = jax.device_put(ref_params, trainer.replicated)
     params, opt_state = ref_params, jax.device_put(trainer.tx.init(ref_params), trainer.replicated)
     start = start or 0
@@ -326,8 +325,7 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
         tree = checkpoint.restore(run_dir, start, dict(params=params, opt_state=opt_state))
         params = jax.device_put(tree["params"], trainer.replicated)
         opt_state = jax.device_put(tree["opt_state"], trainer.replicated)
-    held_out = episodes.deal(env, episodes.eval_key(cfg.seed), cfg.eval_boards,
-                             cfg.max_random_moves)
+    held_out = games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
     log = Log(run_dir, start)
     if not quiet:
         print(f"{cfg.game} ({cfg.board_preset}) GRPO, {cfg.mode} from {init}: {cfg.steps} steps x "
@@ -373,8 +371,9 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
         raise
     finally:
         log.close()
-    if completed == cfg.steps and gif_boards:
-        write_gif(env, trainer, params, os.path.join(run_dir, "play.gif"), gif_boards, cfg.seed)
+    if completed == cfg.steps and gif_boards and games.single:
+        write_gif(games.envs[0], trainer, params, os.path.join(run_dir, "play.gif"), gif_boards,
+                  cfg.seed)
     return evaluation
 
 
@@ -396,8 +395,8 @@ def write_gif(env, trainer: Trainer, params, path: str, boards: int, seed: int) 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--game", default="swap",
-                        choices=sorted(jaxgym.list_games()))
+    parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()) + ["mix"],
+                        help="a game, or mix: all four in every batch (jaxgym.multigame)")
     parser.add_argument("--mode", default="g1", choices=("g0", "g1"))
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
                         help="run size (default: cpu)")

@@ -41,7 +41,7 @@ def initial_loss():
     model = vlm.create(cfg, tok.image_pad_id, CFG.seed)
     states = episodes.deal(env, jax.random.fold_in(jax.random.key(CFG.seed), 0), CFG.batch, 1)
     budget = episodes.response_budget(env, tok)
-    response, mask = sft.targets(CFG, env, tok, states, None, budget)
+    response, mask = sft.targets(CFG, episodes.GameSet((env,)), tok, (states,), None, budget)
     prompt = episodes.prompt_batch(env, tok, cfg, CFG.batch)
     return float(sft.response_loss(model, prompt, episodes.draw(env, states), response, mask))
 

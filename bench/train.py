@@ -1,0 +1,103 @@
+"""Throughput of one GRPO training step: `python -m bench.train`.
+
+Times `policy.train`'s step exactly as a run takes it (deal fresh boards, render them, sample
+`--samples` responses per board, score them on the device, one micro-batched GRPO update against
+a frozen reference) with a randomly initialised VLM of size `--size` on `--game` boards. A random
+model rarely ends its turn, so nearly every response runs to the response budget: the figures
+are for full-length responses, the slowest case. One warm-up step (the compile, reported apart),
+then `--steps` timed steps; the median is reported.
+
+    python -m bench.train                                   # tiny model, 16 boards x 5 samples
+    python -m bench.train --batch 256 --size small --json train.json
+
+boards/s = boards per step / seconds per step; tokens/s = sampled response tokens per second of
+the rollout phase; the update phase scores every response under the policy and the reference
+and takes one optimiser step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+from flax import nnx
+
+import jaxgym
+from bench.decode import cpu_busy, machine
+from policy import episodes, model as vlm, tokenizer as tokenization, train
+
+
+def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps: int,
+        microbatch: int) -> dict:
+    games = episodes.GameSet.make(game, board_preset)
+    tok = tokenization.default()
+    model_cfg = vlm.config(size, vocab_size=tok.vocab_size)
+    graphdef, params = nnx.split(vlm.create(model_cfg, tok.image_pad_id, seed=0))
+    budget = games.response_budget(tok)
+    cfg = train.TrainConfig(game=game, board_preset=board_preset, batch=batch, samples=samples,
+                            microbatch=microbatch)
+    mesh = train.data_mesh()
+    trainer = train.Trainer(cfg, games, graphdef, tok, model_cfg, budget, mesh)
+    params = jax.device_put(params, trainer.replicated)
+    opt_state = jax.device_put(trainer.tx.init(params), trainer.replicated)
+    ref = params
+    start = time.perf_counter()
+    params, opt_state, _ = trainer.step(params, opt_state, ref, jax.random.key(0))
+    first = time.perf_counter() - start
+    print(f"  warm-up (compile + one step): {first:.1f} s", flush=True)
+    rows = []
+    for i in range(steps):
+        params, opt_state, metrics = trainer.step(params, opt_state, ref, jax.random.key(i + 1))
+        rows.append(metrics)
+        print(f"  step {i + 1}/{steps}: {metrics['rollout_s'] + metrics['update_s']:.2f} s",
+              flush=True)
+
+    def median(name):
+        return statistics.median(row[name] for row in rows)
+
+    return dict(game=game, board_preset=board_preset, size=size, batch=batch, samples=samples,
+                microbatch=trainer.grpo_cfg.microbatch, devices=mesh.size,
+                response_budget=budget, params=vlm.num_params(nnx.merge(graphdef, params)),
+                boards_per_s=median("boards_per_s"), tokens_per_s=median("tokens_per_s"),
+                rollout_s=median("rollout_s"), update_s=median("update_s"),
+                response_length=median("response_length"), first_step_s=first)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()) + ["mix"])
+    parser.add_argument("--board-preset", default="easy")
+    parser.add_argument("--size", default="tiny", choices=sorted(vlm.CONFIGS))
+    parser.add_argument("--batch", type=int, default=16, help="boards per step")
+    parser.add_argument("--samples", type=int, default=5, help="responses per board")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps")
+    parser.add_argument("--microbatch", type=int, default=0, help="0: automatic")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if min(args.batch, args.steps) < 1 or args.samples < 2:
+        parser.error("--batch and --steps must be >= 1, --samples >= 2")
+    info = machine()
+    busy = cpu_busy()
+    print(f"machine: {info['arch']}, {info['device']}, {info['cpu_count']} CPUs, jax {info['jax']}"
+          + (f"; other load {busy:.0%}" if busy and busy > 0.1 else ""), flush=True)
+    result = run(args.game, args.board_preset, args.size, args.batch, args.samples, args.steps,
+                 args.microbatch)
+    result["machine"], result["cpu_busy_before"] = info, busy
+    print(f"{args.game} ({args.board_preset}), {args.size} model ({result['params']:,} params), "
+          f"{args.batch} boards x {args.samples} samples, {result['devices']} device(s), "
+          f"update slices of {result['microbatch']}:\n"
+          f"  {result['boards_per_s']:.2f} boards/s, {result['tokens_per_s']:,.0f} sampled "
+          f"tokens/s; rollout {result['rollout_s']:.2f} s + update {result['update_s']:.2f} s "
+          f"per step (median of {args.steps}; responses {result['response_length']:.0f} tokens)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""GameSet: one game exactly as before; a mix splits batches evenly, keeps each game's prompt
+and rewards, and draws every board on one canvas."""
+
+import jax
+import numpy as np
+import pytest
+
+import jaxgym
+from policy import episodes, model as vlm, tokenizer as tokenization
+
+TOK = tokenization.default()
+CFG = vlm.config("tiny", vocab_size=TOK.vocab_size)
+MIX = episodes.GameSet.make("mix", "easy")
+
+
+def test_one_game_is_the_single_game_functions():
+    env = jaxgym.make("swap", "easy")
+    games = episodes.GameSet.make("swap", "easy")
+    (states,) = games.deal(jax.random.key(3), 8, 2)
+    expected = episodes.deal(env, jax.random.key(3), 8, 2)
+    np.testing.assert_array_equal(states.board, expected.board)
+    np.testing.assert_array_equal(games.draw((states,)), episodes.draw(env, states))
+    prompt = games.prompt(TOK, CFG, 8)
+    full = np.concatenate([np.asarray(prompt.prefix)[prompt.group], prompt.tokens], axis=1)
+    assert (full == np.asarray(episodes.prompt_ids(env, TOK, CFG))).all()
+
+
+def test_a_mix_splits_the_batch_evenly_over_every_game():
+    assert [env.name for env in MIX.envs] == sorted(jaxgym.list_games())
+    assert MIX.counts(8) == (2, 2, 2, 2)
+    with pytest.raises(ValueError, match="does not split evenly over the 4 games"):
+        MIX.counts(6)
+
+
+def test_each_board_of_a_mix_gets_its_own_games_prompt():
+    prompt = MIX.prompt(TOK, CFG, 8)
+    n_image = CFG.num_image_tokens(MIX.frame_shape())
+    for i, g in enumerate(np.asarray(prompt.group)):
+        ids = np.asarray(prompt.prefix[g])[np.asarray(prompt.prefix_valid[g])].tolist()
+        expected = TOK.prompt_ids(jaxgym.text.prompt(MIX.envs[g]), n_image)
+        assert ids + np.asarray(prompt.tokens[i]).tolist() == expected
+    assert np.asarray(prompt.group).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_a_mix_draws_on_one_canvas_and_scores_by_game():
+    states = MIX.deal(jax.random.key(0), 8)
+    frames = MIX.draw(states)
+    assert frames.shape == (8,) + MIX.frame_shape()
+    np.testing.assert_array_equal(frames, MIX.multigame(8).frames(states))
+    texts = MIX.cold_start_texts(states)  # the expert's responses: all right, all valid
+    budget = MIX.response_budget(TOK)
+    ids, mask = episodes.pad_responses(TOK, texts, budget)
+    rewards = MIX.score(TOK, MIX.repeat(states, 1), ids, mask, jit=True)
+    assert rewards.format.tolist() == [1.0] * 8 and rewards.perception.tolist() == [1.0] * 8
+    assert rewards.valid.tolist() == [1.0] * 8
+    repeated = MIX.repeat(states, 3)
+    assert [len(s.board) for s in repeated] == [6, 6, 6, 6]
+    np.testing.assert_array_equal(repeated[1].board[3], states[1].board[1])
