@@ -65,6 +65,7 @@ class TrainConfig:
     samples: int = 5  # responses per board (GRPO's group)
     max_random_moves: int = 3
     temperature: float = 1.0
+    updates: int = 1  # GRPO updates per sampled batch (>1: the clipped ratio starts to bind)
     rewards: tuple[str, ...] = REWARDS  # which rewards count (summed)
     lr: float = 1e-4
     warmup_steps: int = 0
@@ -72,6 +73,7 @@ class TrainConfig:
     clip_eps: float = 0.2
     max_grad_norm: float = 1.0
     microbatch: int = 0  # sequences per gradient slice; 0: automatic (at most 256)
+    sample_chunk: int = 0  # sequences sampled at a time; 0: automatic (at most 1024)
     eval_every: int = 20
     eval_boards: int = 64
     save_every: int = 20
@@ -85,12 +87,14 @@ class TrainConfig:
             (self.mode in ("g0", "g1"), f"mode must be g0 or g1, not {self.mode!r}"),
             (min(self.steps, self.batch, self.samples) >= 1, "steps, batch, samples must be >= 1"),
             (self.samples >= 2, "GRPO needs at least 2 samples per board"),
+            (self.updates >= 1, "updates must be >= 1"),
             (set(self.rewards) <= set(REWARDS) and self.rewards,
              f"rewards must be a non-empty subset of {REWARDS}"),
             (self.temperature > 0, "temperature must be > 0 (RL samples)"),
             (min(self.eval_every, self.save_every, self.eval_boards) >= 1,
              "eval_every, save_every, eval_boards must be >= 1"),
             (self.microbatch >= 0, "microbatch must be >= 0"),
+            (self.sample_chunk >= 0, "sample_chunk must be >= 0"),
             (self.init_preset in sft.PRESETS, f"init_preset must be one of {sorted(sft.PRESETS)}"),
         ]
         for ok, message in checks:
@@ -104,15 +108,17 @@ class TrainConfig:
     def grpo(self) -> grpo.GRPOConfig:
         return grpo.GRPOConfig(lr=self.lr, warmup_steps=self.warmup_steps, clip_eps=self.clip_eps,
                                kl_coef=self.kl_coef, max_grad_norm=self.max_grad_norm,
-                               microbatch=auto_microbatch(self.sequences, self.microbatch))
+                               microbatch=auto_slice(self.sequences, self.microbatch))
 
 
-def auto_microbatch(sequences: int, requested: int, largest: int = 256) -> int:
-    """The slice size of the update: `requested` if it divides the batch (ValueError if not),
-    else the largest divisor of `sequences` that is at most `largest`."""
+def auto_slice(sequences: int, requested: int, largest: int = 256,
+               name: str = "--microbatch") -> int:
+    """A slice of the batch (the update's micro-batch, the sampler's chunk): `requested` if it
+    divides the batch (ValueError if not), else the largest divisor of `sequences` that is at
+    most `largest`."""
     if requested:
         if sequences % requested:
-            raise ValueError(f"--microbatch {requested} must divide batch x samples = {sequences}")
+            raise ValueError(f"{name} {requested} must divide batch x samples = {sequences}")
         return requested
     return max(d for d in range(1, min(sequences, largest) + 1) if sequences % d == 0)
 
@@ -184,6 +190,29 @@ class RolloutSpec:
     max_random_moves: int
     temperature: float
     rewards: tuple[str, ...]
+    sample_chunk: int
+
+
+def sample_in_chunks(params, prompt: sample.Prompt, frames, key, spec: RolloutSpec):
+    """`sample.generate` over all sequences, `spec.sample_chunk` at a time under `lax.map`, so
+    the key/value caches of a 4096 x 5 batch never exist at once. Chunk j takes sequences j,
+    j + k, j + 2k, ... (k chunks), so each chunk spans every device of the mesh."""
+    tokenizer, size = spec.tokenizer, frames.shape[0]
+
+    def run(tokens, valid, group, frames, key):
+        part = prompt._replace(tokens=tokens, valid=valid, group=group)
+        return sample.generate(spec.graphdef, params, part, frames, key, spec.temperature,
+                               max_new_tokens=spec.budget, eos_id=tokenizer.eos_id,
+                               pad_id=tokenizer.pad_id)
+
+    per_sequence = (prompt.tokens, prompt.valid, prompt.group, frames)
+    if spec.sample_chunk >= size:
+        return run(*per_sequence, key)
+    k = size // spec.sample_chunk
+    split = jax.tree.map(lambda x: x.reshape((spec.sample_chunk, k) + x.shape[1:]).swapaxes(0, 1),
+                         per_sequence)
+    out = jax.lax.map(lambda args: run(*args), split + (jax.random.split(key, k),))
+    return jax.tree.map(lambda x: x.swapaxes(0, 1).reshape((size,) + x.shape[2:]), out)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
@@ -198,9 +227,7 @@ def rollout(params, key: jax.Array, spec: RolloutSpec):
     states = games.repeat(states, spec.samples)  # board i's samples are adjacent
     frames = games.draw(states)
     prompt = games.prompt(tokenizer, spec.model_cfg, spec.batch * spec.samples)
-    samples = sample.generate(spec.graphdef, params, prompt, frames, sample_key,
-                              spec.temperature, max_new_tokens=spec.budget,
-                              eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+    samples = sample_in_chunks(params, prompt, frames, sample_key, spec)
     scores = games.score(tokenizer, states, samples.tokens, samples.mask)
     total = sum(getattr(scores, name) for name in spec.rewards)
     advantages = grpo.group_advantages(total.reshape(spec.batch, spec.samples)).reshape(-1)
@@ -224,7 +251,9 @@ class Trainer:
         self.tx = grpo.optimizer(self.grpo_cfg)
         self.update = grpo.compiled_update(graphdef, self.grpo_cfg)
         self.spec = RolloutSpec(games, graphdef, tokenizer, model_cfg, budget, mesh, cfg.batch,
-                                cfg.samples, cfg.max_random_moves, cfg.temperature, cfg.rewards)
+                                cfg.samples, cfg.max_random_moves, cfg.temperature, cfg.rewards,
+                                auto_slice(cfg.sequences, cfg.sample_chunk, 1024,
+                                           "--sample-chunk"))
 
     def rollout(self, params, key):
         return rollout(params, key, self.spec)
@@ -234,8 +263,9 @@ class Trainer:
         started = time.perf_counter()
         batch, scores, total = jax.block_until_ready(self.rollout(params, key))
         sampled = time.perf_counter()
-        params, opt_state, update = jax.block_until_ready(
-            self.update(params, opt_state, ref_params, batch))
+        for _ in range(self.cfg.updates):  # old log-probs stay the sampling policy's
+            params, opt_state, update = self.update(params, opt_state, ref_params, batch)
+        jax.block_until_ready(params)
         done = time.perf_counter()
         tokens = float(jnp.sum(batch.mask))
         metrics = dict(
@@ -414,19 +444,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                        ("seed", int), ("microbatch", int), ("kl-coef", float),
                        ("clip-eps", float), ("temperature", float), ("eval-every", int),
                        ("eval-boards", int), ("save-every", int), ("max-random-moves", int),
-                       ("init-steps", int)):
+                       ("init-steps", int), ("updates", int), ("sample-chunk", int)):
         parser.add_argument(f"--{name}", type=kind, default=None)
     args = parser.parse_args(argv)
     options = dict(PRESETS[args.preset], game=args.game, mode=args.mode,
                    rewards=tuple(r for r in args.rewards.split(",") if r))
     for name in ("board_preset", "steps", "batch", "samples", "lr", "seed", "microbatch",
                  "kl_coef", "clip_eps", "temperature", "eval_every", "eval_boards", "save_every",
-                 "max_random_moves", "init_steps"):
+                 "max_random_moves", "init_steps", "updates", "sample_chunk"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     try:
         cfg = TrainConfig(**options)
         cfg.grpo()
+        auto_slice(cfg.sequences, cfg.sample_chunk, 1024, "--sample-chunk")
     except ValueError as error:
         parser.error(str(error))
     args.checkpoint_dir = args.checkpoint_dir or os.path.join("runs", f"{cfg.game}-{cfg.mode}")

@@ -15,3 +15,16 @@ settings.load_profile("ci")
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+# The slowest modules first: pytest-xdist (`--dist loadfile`) hands out whole files in this
+# order, so the long training tests do not start last and leave one worker idle at the end.
+SLOW_FIRST = ("test_train.py", "test_sft.py", "test_grpo.py", "test_model.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)

@@ -43,16 +43,17 @@ def test_each_board_of_a_mix_gets_its_own_games_prompt():
 
 
 def test_a_mix_draws_on_one_canvas_and_scores_by_game():
-    states = MIX.deal(jax.random.key(0), 8)
-    frames = MIX.draw(states)
-    assert frames.shape == (8,) + MIX.frame_shape()
-    np.testing.assert_array_equal(frames, MIX.multigame(8).frames(states))
-    texts = MIX.cold_start_texts(states)  # the expert's responses: all right, all valid
-    budget = MIX.response_budget(TOK)
-    ids, mask = episodes.pad_responses(TOK, texts, budget)
-    rewards = MIX.score(TOK, MIX.repeat(states, 1), ids, mask, jit=True)
-    assert rewards.format.tolist() == [1.0] * 8 and rewards.perception.tolist() == [1.0] * 8
-    assert rewards.valid.tolist() == [1.0] * 8
-    repeated = MIX.repeat(states, 3)
-    assert [len(s.board) for s in repeated] == [6, 6, 6, 6]
+    pair = episodes.GameSet((jaxgym.make("2048", "easy"), jaxgym.make("swap", "easy")))
+    states = pair.deal(jax.random.key(0), 4)
+    frames = pair.draw(states)
+    assert frames.shape == (4,) + pair.frame_shape() == (4, 192, 192, 3)
+    np.testing.assert_array_equal(frames, pair.multigame(4).frames(states))
+    texts = pair.cold_start_texts(states)  # the expert's responses: all right, all valid
+    assert "Slide" in texts[0] and "Swap" in texts[2]
+    ids, mask = episodes.pad_responses(TOK, texts, pair.response_budget(TOK))
+    rewards = pair.score(TOK, states, ids, mask, jit=True)
+    assert rewards.format.tolist() == [1.0] * 4 and rewards.perception.tolist() == [1.0] * 4
+    assert rewards.valid.tolist() == [1.0] * 4
+    repeated = pair.repeat(states, 3)
+    assert [len(s.board) for s in repeated] == [6, 6]
     np.testing.assert_array_equal(repeated[1].board[3], states[1].board[1])

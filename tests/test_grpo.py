@@ -1,6 +1,7 @@
 """The GRPO update: advantages, clipping and KL against hand-computed values; micro-batching
 equals one pass; the update moves log-probs the way the advantages say."""
 
+import dataclasses
 import math
 
 import jax
@@ -87,30 +88,33 @@ def rollout(advantages):
     return grpo.Rollout(prompt, frames, tokens, mask, old, jnp.asarray(advantages, jnp.float32))
 
 
+# one update function per settings, shared by the tests (each compiles once)
+UPDATE_CFG = grpo.GRPOConfig(lr=3e-3)
+
+
+def run_update(batch, cfg=UPDATE_CFG, params=PARAMS, opt_state=None):
+    tx = grpo.optimizer(cfg)
+    opt_state = tx.init(PARAMS) if opt_state is None else opt_state
+    return grpo.compiled_update(GRAPHDEF, cfg)(params, opt_state, PARAMS, batch)
+
+
 def test_microbatches_equal_one_pass():
     batch = rollout([1, -1, 0.5, -0.5, 2, 0, -2, 1])
-    results = []
-    for micro in (0, 2, 4):
-        cfg = grpo.GRPOConfig(lr=1e-3, microbatch=micro)
-        tx = grpo.optimizer(cfg)
-        results.append(grpo.make_update(GRAPHDEF, tx, cfg)(PARAMS, tx.init(PARAMS), PARAMS, batch))
-    for params, _, metrics in results[1:]:
-        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(results[0][0])):
-            np.testing.assert_allclose(a, b, atol=5e-5)  # Adam: a step of about lr=1e-3
-        for name in ("loss", "kl", "grad_norm"):
-            np.testing.assert_allclose(metrics[name], results[0][2][name], rtol=1e-4, atol=1e-7)
-    with pytest.raises(ValueError, match="does not divide"):
-        cfg = grpo.GRPOConfig(microbatch=3)
-        grpo.make_update(GRAPHDEF, grpo.optimizer(cfg), cfg)(
-            PARAMS, grpo.optimizer(cfg).init(PARAMS), PARAMS, batch)
+    whole = run_update(batch)
+    params, _, metrics = run_update(batch, dataclasses.replace(UPDATE_CFG, microbatch=2))
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(whole[0])):
+        np.testing.assert_allclose(a, b, atol=1e-4)  # Adam: steps of about lr=3e-3
+    for name in ("loss", "kl", "grad_norm"):
+        np.testing.assert_allclose(metrics[name], whole[2][name], rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="does not divide"):  # raised while tracing
+        run_update(batch, dataclasses.replace(UPDATE_CFG, microbatch=3))
 
 
 def test_on_policy_loss_is_minus_the_mean_advantage_and_kl_zero():
     # policy = old = reference: ratio 1 everywhere, so the loss is -(token-weighted mean advantage)
     adv = jnp.array([1, -1, 0.5, -0.5, 2, 0, -2, 1], jnp.float32)
     batch = rollout(adv)
-    tx = grpo.optimizer(CFG)
-    _, _, metrics = grpo.make_update(GRAPHDEF, tx, CFG)(PARAMS, tx.init(PARAMS), PARAMS, batch)
+    _, _, metrics = run_update(batch)
     lengths = jnp.sum(batch.mask, axis=1)
     np.testing.assert_allclose(metrics["loss"], -jnp.sum(adv * lengths) / jnp.sum(lengths),
                                rtol=1e-4)
@@ -121,12 +125,9 @@ def test_on_policy_loss_is_minus_the_mean_advantage_and_kl_zero():
 def test_updates_raise_the_log_probs_of_positive_advantages():
     adv = jnp.array([1, -1, 1, -1, 1, -1, 1, -1], jnp.float32)
     batch = rollout(adv)
-    cfg = grpo.GRPOConfig(lr=3e-3, kl_coef=0.0)
-    tx = grpo.optimizer(cfg)
-    update = grpo.make_update(GRAPHDEF, tx, cfg)
-    params, opt_state = PARAMS, tx.init(PARAMS)
+    params, opt_state = PARAMS, grpo.optimizer(UPDATE_CFG).init(PARAMS)
     for _ in range(5):
-        params, opt_state, _ = update(params, opt_state, PARAMS, batch)
+        params, opt_state, _ = run_update(batch, params=params, opt_state=opt_state)
     after = sample.token_logprobs(nnx.merge(GRAPHDEF, params), batch.prompt, batch.frames,
                                   batch.tokens)
     change = jnp.sum((after - batch.old_logprobs) * batch.mask, axis=1)

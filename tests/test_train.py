@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from policy import checkpoint, plot, sft, tokenizer as tokenization, train
+from policy import checkpoint, episodes, plot, sft, tokenizer as tokenization, train
 
 SMALL = dict(vocab_size=tokenization.default().vocab_size, width=32, depth=1, heads=2,
              kv_heads=1, mlp_width=64, vision_width=16, vision_depth=1, vision_heads=1,
@@ -53,15 +53,16 @@ def test_rl_raises_the_format_reward(init_dir, tmp_path):
 
 def test_resume_equals_an_uninterrupted_run(init_dir, tmp_path):
     straight, broken = str(tmp_path / "straight"), str(tmp_path / "broken")
-    train.train(config(), straight, init=init_dir, quiet=True, gif_boards=0)
-    train.train(config(), broken, init=init_dir, quiet=True, gif_boards=0, stop_after=3)
-    assert checkpoint.latest_step(broken) == 3
-    train.train(config(), broken, init=init_dir, resume=True, quiet=True, gif_boards=4)
+    cfg = config(steps=3)
+    train.train(cfg, straight, init=init_dir, quiet=True, gif_boards=0)
+    train.train(cfg, broken, init=init_dir, quiet=True, gif_boards=0, stop_after=1)
+    assert checkpoint.latest_step(broken) == 1
+    train.train(cfg, broken, init=init_dir, resume=True, quiet=True, gif_boards=4)
     assert without_timings(train.read_metrics(broken)) == without_timings(
         train.read_metrics(straight))
     like = dict(params=sft.load_policy(straight)[1])
-    a = checkpoint.restore(straight, 4, like)["params"]
-    b = checkpoint.restore(broken, 4, like)["params"]
+    a = checkpoint.restore(straight, 3, like)["params"]
+    b = checkpoint.restore(broken, 3, like)["params"]
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)
     assert os.path.getsize(os.path.join(broken, "play.gif")) > 0
@@ -70,9 +71,9 @@ def test_resume_equals_an_uninterrupted_run(init_dir, tmp_path):
     out = str(tmp_path / "curves.png")
     assert plot.main([straight, broken, "--out", out]) == 0 and os.path.getsize(out) > 0
     with pytest.raises(ValueError, match="other settings"):
-        train.train(config(lr=1e-3), broken, init=init_dir, resume=True, quiet=True)
+        train.train(config(steps=3, lr=1e-3), broken, init=init_dir, resume=True, quiet=True)
     with pytest.raises(ValueError, match="already holds a checkpoint"):
-        train.train(config(), broken, init=init_dir, quiet=True)
+        train.train(cfg, broken, init=init_dir, quiet=True)
 
 
 SCRIPT = """
@@ -84,7 +85,7 @@ train.train(cfg, sys.argv[2], init=sys.argv[3], quiet=True, gif_boards=0)
 
 
 def test_one_device_equals_four_simulated_devices(init_dir, tmp_path):
-    cfg = config(steps=2)
+    cfg = config(steps=1, eval_every=1)
     options = dict(vars(cfg), rewards=list(cfg.rewards))
     runs = {}
     for devices in (1, 4):
@@ -97,7 +98,7 @@ def test_one_device_equals_four_simulated_devices(init_dir, tmp_path):
             subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(options), out, init_dir],
                            check=True, env=env, cwd=ROOT, timeout=600)
         runs[devices] = without_timings(train.read_metrics(out))
-    assert len(runs[1]) == len(runs[4]) == 2 + 2  # 2 steps, evaluations at 0 and 2
+    assert len(runs[1]) == len(runs[4]) == 1 + 2  # 1 step, evaluations at 0 and 1
     for one, four in zip(runs[1], runs[4]):
         assert one.keys() == four.keys()
         assert one.pop("kind") == four.pop("kind")
@@ -127,6 +128,8 @@ def test_cli_errors_are_clear(capsys):
     for argv, message in ((["--samples", "1"], "at least 2 samples"),
                           (["--batch", "3", "--samples", "2", "--microbatch", "4"],
                            "must divide batch x samples"),
+                          (["--batch", "4", "--samples", "2", "--sample-chunk", "3"],
+                           "--sample-chunk 3 must divide"),
                           (["--rewards", "speed"], "rewards must be"),
                           (["--mode", "g2"], "invalid choice")):
         with pytest.raises(SystemExit):
@@ -134,8 +137,25 @@ def test_cli_errors_are_clear(capsys):
         assert message in capsys.readouterr().err
 
 
-def test_automatic_microbatch_divides_the_batch():
-    assert train.auto_microbatch(20480, 0) == 256
-    assert train.auto_microbatch(30, 0) == 30
-    assert train.auto_microbatch(600, 0) == 200
+def test_automatic_slices_divide_the_batch():
+    assert train.auto_slice(20480, 0) == 256
+    assert train.auto_slice(20480, 0, 1024) == 1024
+    assert train.auto_slice(30, 0) == 30
+    assert train.auto_slice(600, 0) == 200
     assert train.TrainConfig(batch=4096, samples=5).grpo().microbatch == 256
+
+
+def test_sampling_in_chunks_equals_one_call(init_dir):
+    graphdef, params, tok, model_cfg, settings = sft.load_policy(init_dir)
+    games = episodes.GameSet.make("swap", "easy")
+    states = games.repeat(games.deal(jax.random.key(1), 4), 2)
+    frames = games.draw(states)
+    prompt = games.prompt(tok, model_cfg, 8)
+    out = {}
+    for chunk in (8, 2):
+        spec = train.RolloutSpec(games, graphdef, tok, model_cfg, settings["response_budget"],
+                                 train.data_mesh(), 4, 2, 0, 1e-6, ("format",), chunk)
+        out[chunk] = train.sample_in_chunks(params, prompt, frames, jax.random.key(0), spec)
+    # temperature 1e-6 samples the argmax, so the chunks' different keys do not matter
+    np.testing.assert_array_equal(out[2].tokens, out[8].tokens)
+    np.testing.assert_allclose(out[2].logprobs, out[8].logprobs, atol=1e-5)
