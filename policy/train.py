@@ -75,7 +75,7 @@ class TrainConfig:
     microbatch: int = 0  # sequences per gradient slice; 0: automatic (at most 256)
     sample_chunk: int = 0  # sequences sampled at a time; 0: automatic (at most 1024)
     eval_every: int = 20
-    eval_boards: int = 64
+    eval_boards: int = 64  # held-out boards per evaluation; 0: no evaluation
     save_every: int = 20
     init_preset: str = "cpu"  # policy.sft preset of the starting policy
     init_steps: int = 0  # its steps (0: the preset's; for g0, a fifth of them)
@@ -91,8 +91,8 @@ class TrainConfig:
             (set(self.rewards) <= set(REWARDS) and self.rewards,
              f"rewards must be a non-empty subset of {REWARDS}"),
             (self.temperature > 0, "temperature must be > 0 (RL samples)"),
-            (min(self.eval_every, self.save_every, self.eval_boards) >= 1,
-             "eval_every, save_every, eval_boards must be >= 1"),
+            (min(self.eval_every, self.save_every) >= 1, "eval_every, save_every must be >= 1"),
+            (self.eval_boards >= 0, "eval_boards must be >= 0"),
             (self.microbatch >= 0, "microbatch must be >= 0"),
             (self.sample_chunk >= 0, "sample_chunk must be >= 0"),
             (self.init_preset in sft.PRESETS, f"init_preset must be one of {sorted(sft.PRESETS)}"),
@@ -355,13 +355,14 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
         tree = checkpoint.restore(run_dir, start, dict(params=params, opt_state=opt_state))
         params = jax.device_put(tree["params"], trainer.replicated)
         opt_state = jax.device_put(tree["opt_state"], trainer.replicated)
-    held_out = games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
+    held_out = (games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
+                if cfg.eval_boards else None)
     log = Log(run_dir, start)
     if not quiet:
         print(f"{cfg.game} ({cfg.board_preset}) GRPO, {cfg.mode} from {init}: {cfg.steps} steps x "
               f"{cfg.batch} boards x {cfg.samples} samples on {mesh.size} device(s), update in "
               f"slices of {trainer.grpo_cfg.microbatch}")
-    if start == 0:
+    if start == 0 and held_out is not None:
         log.write(0, trainer.evaluate(params, held_out), "eval")
 
     def save(step):
@@ -384,7 +385,8 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
             log.write(completed, metrics)
             bar.set_postfix(reward=f"{metrics['reward']:.2f}",
                             valid=f"{metrics['valid_move_rate']:.2f}")
-            if completed % cfg.eval_every == 0 or completed == cfg.steps:
+            if held_out is not None and (completed % cfg.eval_every == 0
+                                         or completed == cfg.steps):
                 evaluation = trainer.evaluate(params, held_out)
                 log.write(completed, evaluation, "eval")
                 if not quiet:
