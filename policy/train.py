@@ -224,8 +224,8 @@ def rollout(params, key: jax.Array, spec: RolloutSpec):
     states = games.deal(deal_key, spec.batch, spec.max_random_moves)
     states = jax.lax.with_sharding_constraint(states, NamedSharding(spec.mesh,
                                                                     PartitionSpec("data")))
+    frames = jnp.repeat(games.draw(states), spec.samples, axis=0)  # each board drawn once
     states = games.repeat(states, spec.samples)  # board i's samples are adjacent
-    frames = games.draw(states)
     prompt = games.prompt(tokenizer, spec.model_cfg, spec.batch * spec.samples)
     samples = sample_in_chunks(params, prompt, frames, sample_key, spec)
     scores = games.score(tokenizer, states, samples.tokens, samples.mask)
