@@ -22,6 +22,7 @@ Held-out boards come from `fold_in(key(seed), HELD_OUT)`, a stream training neve
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any
@@ -85,6 +86,12 @@ class TextPolicy:
         return jnp.asarray(ids), jnp.asarray(mask)
 
 
+@functools.partial(jax.jit, static_argnames=("env",))
+def step_boards(env, states, actions):
+    """Every board of a batch advanced by its action (compiled once per game)."""
+    return jax.vmap(env.step)(states, actions)
+
+
 def evaluate(env, policy, boards: int = 256, steps: int = 1, seed: int = 0,
              record: int = 0, progress: bool = True) -> tuple[dict, list]:
     """Play `boards` held-out boards for `steps` steps. Returns (metrics, recorded pictures of
@@ -92,7 +99,6 @@ def evaluate(env, policy, boards: int = 256, steps: int = 1, seed: int = 0,
     order)."""
     tokenizer = getattr(policy, "tokenizer")
     reward_fn = reward_fns.compiled(env, tokenizer)
-    step_all = jax.jit(jax.vmap(env.step))
     states = episodes.deal(env, episodes.eval_key(seed), boards, 0)
     totals = {name: 0.0 for name in METRICS}
     pictures = [[] for _ in range(min(record, boards))]  # per board, one per step
@@ -115,7 +121,7 @@ def evaluate(env, policy, boards: int = 256, steps: int = 1, seed: int = 0,
             seen = "board read right" if rewards.perception[b] else "board read wrong"
             pictures[b].append(render.annotate(
                 frame, [f"board {b}, step {step + 1}: {answer}"[:40], f"{verdict}, {seen}"]))
-        states = step_all(states, rewards.action)
+        states = step_boards(env, states, rewards.action)
     return ({name: total / steps for name, total in totals.items()},
             [picture for board in pictures for picture in board])
 

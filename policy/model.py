@@ -299,28 +299,36 @@ class Attention(nnx.Module):
         return out.transpose(0, 3, 1, 2, 4)  # [B, S, kv, g, d]
 
     def _attend_one(self, q, k, v, allowed, context):
-        """One query per sequence against [context | buffer], as multiply-and-sum in the
-        buffer's own layout (an einsum here made XLA copy the cache every step on the CPU).
+        """One query per sequence against [context | buffer]. The buffer part is multiply-and-sum
+        in the buffer's own layout (an einsum there made XLA copy the cache every step on the
+        CPU); a prefix shared by the whole batch is one matmul per key/value head.
         q: [B, 1, kv, g, d]; k, v: [B, M, kv, d]; allowed: bool[B, 1, M] -> [B, 1, kv, g, d]."""
-        q = q[:, 0][:, None] / np.sqrt(self.cfg.head_dim)  # [B, 1, kv, g, d]
-        keys, values, masks = [k], [v], [allowed[:, 0]]
+        q = q[:, 0] / np.sqrt(self.cfg.head_dim)  # [B, kv, g, d]
+        scores = [jnp.sum(q[:, None] * k.astype(q.dtype)[:, :, :, None, :], axis=-1,
+                          dtype=jnp.float32)]  # [B, M, kv, g]
+        masks = [allowed[:, 0]]
         if context is not None:
-            keys.insert(0, context[0])
-            values.insert(0, context[1])
-            masks.insert(0, context[2])
-        scores = jnp.concatenate(  # [B, keys, kv, g]
-            [jnp.sum(q * key.astype(q.dtype)[:, :, :, None, :], axis=-1, dtype=jnp.float32)
-             for key in keys], axis=1)
-        mask = jnp.concatenate([jnp.broadcast_to(m, (q.shape[0], m.shape[1])) for m in masks],
-                               axis=1)
-        weights = jax.nn.softmax(jnp.where(mask[:, :, None, None], scores, -1e30),
-                                 axis=1).astype(q.dtype)
-        out, offset = 0.0, 0
-        for value in values:
-            n = value.shape[1]
-            out = out + jnp.sum(weights[:, offset:offset + n, :, :, None]
-                                * value.astype(q.dtype)[:, :, :, None, :], axis=1)
-            offset += n
+            ck, cv, cvalid = context
+            if ck.shape[0] == 1:
+                ctx = jnp.einsum("bkgd,pkd->bpkg", q, ck[0].astype(q.dtype),
+                                 preferred_element_type=jnp.float32)
+            else:
+                ctx = jnp.sum(q[:, None] * ck.astype(q.dtype)[:, :, :, None, :], axis=-1,
+                              dtype=jnp.float32)
+            scores.insert(0, ctx)
+            masks.insert(0, cvalid)
+        b = q.shape[0]
+        mask = jnp.concatenate([jnp.broadcast_to(m, (b, m.shape[1])) for m in masks], axis=1)
+        weights = jax.nn.softmax(jnp.where(mask[:, :, None, None], jnp.concatenate(scores, 1),
+                                           -1e30), axis=1).astype(q.dtype)
+        n = k.shape[1]
+        out = jnp.sum(weights[:, -n:, :, :, None] * v.astype(q.dtype)[:, :, :, None, :], axis=1)
+        if context is not None:
+            w = weights[:, :-n]
+            if cv.shape[0] == 1:
+                out = out + jnp.einsum("bpkg,pkd->bkgd", w, cv[0].astype(q.dtype))
+            else:
+                out = out + jnp.sum(w[..., None] * cv.astype(q.dtype)[:, :, :, None, :], axis=1)
         return out[:, None]
 
 

@@ -117,3 +117,10 @@ def token_logprobs(model: nnx.Module, prompt: Prompt, frames: jax.Array,
     valid = jnp.concatenate([prompt.valid, jnp.ones(response.shape, bool)], axis=1)
     logits = model(tokens, frames, valid, prefix, prompt.group)[:, prompt.tokens.shape[1] - 1:-1]
     return jnp.take_along_axis(jax.nn.log_softmax(logits), response[..., None], -1)[..., 0]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def score(graphdef: nnx.GraphDef, params: nnx.State, prompt: Prompt, frames: jax.Array,
+          response: jax.Array) -> jax.Array:
+    """`token_logprobs` of a split model, jitted (once per shapes): float32[B, N]."""
+    return token_logprobs(nnx.merge(graphdef, params), prompt, frames, response)

@@ -135,6 +135,15 @@ class GameTokenizer:
         self.vision_start_id, self.image_pad_id, self.vision_end_id = (
             ids[VISION_START], ids[IMAGE_PAD], ids[VISION_END])
         self.tag_ids = {t: ids[t] for t in TAG_TOKENS}
+        self._definition = tokenizer.to_str()
+
+    # Equal definitions compare equal: compiled functions that take the tokenizer as a static
+    # argument are then shared by every load of the same tokenizer.json.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GameTokenizer) and self._definition == other._definition
+
+    def __hash__(self) -> int:
+        return hash(self._definition)
 
     def encode(self, text: str) -> list[int]:
         encoding = self.tokenizer.encode(text, add_special_tokens=False)

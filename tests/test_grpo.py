@@ -84,7 +84,7 @@ def rollout(advantages):
                            jnp.ones((S, 6), bool), jnp.zeros(S, jnp.int32))
     frames = jax.random.randint(key, (S, 64, 64, 3), 0, 256).astype(jnp.uint8)
     mask = jnp.arange(N)[None] < jnp.array([6, 5, 4, 3, 6, 2, 1, 6])[:, None]
-    old = sample.token_logprobs(nnx.merge(GRAPHDEF, PARAMS), prompt, frames, tokens)
+    old = sample.score(GRAPHDEF, PARAMS, prompt, frames, tokens)
     return grpo.Rollout(prompt, frames, tokens, mask, old, jnp.asarray(advantages, jnp.float32))
 
 
@@ -128,7 +128,6 @@ def test_updates_raise_the_log_probs_of_positive_advantages():
     params, opt_state = PARAMS, grpo.optimizer(UPDATE_CFG).init(PARAMS)
     for _ in range(5):
         params, opt_state, _ = run_update(batch, params=params, opt_state=opt_state)
-    after = sample.token_logprobs(nnx.merge(GRAPHDEF, params), batch.prompt, batch.frames,
-                                  batch.tokens)
+    after = sample.score(GRAPHDEF, params, batch.prompt, batch.frames, batch.tokens)
     change = jnp.sum((after - batch.old_logprobs) * batch.mask, axis=1)
     assert bool(jnp.all(change[adv > 0] > 0)) and bool(jnp.all(change[adv < 0] < 0))

@@ -25,6 +25,15 @@ def forward(params, tokens, frames, valid):
     return nnx.merge(GRAPHDEF, params)(tokens, frames, valid)
 
 
+# the model's entry points, jitted: eager calls compile every op on its own (slow on the CPU)
+call = jax.jit(lambda params, *args: nnx.merge(GRAPHDEF, params)(*args))
+encode_prefix = jax.jit(lambda params, *args: nnx.merge(GRAPHDEF, params).encode_prefix(*args))
+prefill = jax.jit(lambda params, tokens, frames, valid, length, prefix=None, group=None:
+                  nnx.merge(GRAPHDEF, params).prefill(tokens, frames, valid, length, prefix,
+                                                      group), static_argnums=4)
+decode = jax.jit(lambda params, token, cache: nnx.merge(GRAPHDEF, params).decode(token, cache))
+
+
 def test_shapes_and_dtype():
     logits = forward(PARAMS, TOKENS, FRAMES, jnp.ones((B, T), bool))
     assert logits.shape == (B, T, CFG.vocab_size) and logits.dtype == jnp.float32
@@ -61,37 +70,38 @@ def test_cached_decoding_equals_the_full_forward_pass():
     valid = jnp.ones((B, T), bool)
     full = forward(PARAMS, TOKENS, FRAMES, valid)
     split = 9
-    logits, cache = MODEL.prefill(TOKENS[:, :split], FRAMES, valid[:, :split], T + 2)
+    logits, cache = prefill(PARAMS, TOKENS[:, :split], FRAMES, valid[:, :split], T + 2)
     np.testing.assert_allclose(logits, full[:, split - 1], atol=2e-5)
     for t in range(split, T):
-        logits, cache = MODEL.decode(TOKENS[:, t], cache)
+        logits, cache = decode(PARAMS, TOKENS[:, t], cache)
         np.testing.assert_allclose(logits, full[:, t], atol=2e-5)
 
 
 def test_a_shared_prefix_equals_the_prefix_written_out():
     prefix = jax.random.randint(jax.random.key(3), (2, 5), 6, 64)
     prefix_valid = jnp.ones((2, 5), bool).at[1, :2].set(False)  # left-padded instructions
-    encoded = MODEL.encode_prefix(prefix, prefix_valid)
+    encoded = encode_prefix(PARAMS, prefix, prefix_valid)
     for group in (jnp.array([1, 0]), None):
         rows = jnp.zeros(B, jnp.int32) if group is None else group
         one = encoded if group is not None else jax.tree.map(lambda x: x[:1], encoded)
         written = jnp.concatenate([prefix[rows], TOKENS], axis=1)
         valid = jnp.concatenate([prefix_valid[rows], jnp.ones((B, T), bool)], axis=1)
         full = forward(PARAMS, written, FRAMES, valid)[:, 5:]
-        np.testing.assert_allclose(MODEL(TOKENS, FRAMES, None, one, group), full, atol=2e-5)
+        np.testing.assert_allclose(call(PARAMS, TOKENS, FRAMES, None, one, group), full,
+                                   atol=2e-5)
         split = T - 2
-        logits, cache = MODEL.prefill(TOKENS[:, :split], FRAMES, jnp.ones((B, split), bool), T,
-                                      one, group)
+        logits, cache = prefill(PARAMS, TOKENS[:, :split], FRAMES, jnp.ones((B, split), bool), T,
+                                one, group)
         np.testing.assert_allclose(logits, full[:, split - 1], atol=2e-5)
         for t in range(split, T):
-            logits, cache = MODEL.decode(TOKENS[:, t], cache)
+            logits, cache = decode(PARAMS, TOKENS[:, t], cache)
             np.testing.assert_allclose(logits, full[:, t], atol=2e-5)
 
 
 def test_several_prefixes_need_a_group():
-    encoded = MODEL.encode_prefix(jnp.full((2, 3), 7))
+    encoded = encode_prefix(PARAMS, jnp.full((2, 3), 7))
     with pytest.raises(ValueError, match="need `group`"):
-        MODEL(TOKENS, FRAMES, None, encoded)
+        call(PARAMS, TOKENS, FRAMES, None, encoded)
 
 
 def test_config_errors_are_clear():

@@ -51,7 +51,7 @@ def test_temperature_zero_is_the_argmax_of_the_full_model():
 
 def test_logprobs_equal_a_full_forward_pass():
     s = generate(jax.random.key(3))
-    full = sample.token_logprobs(MODEL, PROMPT, FRAMES, s.tokens)
+    full = sample.score(GRAPHDEF, PARAMS, PROMPT, FRAMES, s.tokens)
     np.testing.assert_allclose(jnp.where(s.mask, full, 0), s.logprobs, atol=1e-4)
 
 

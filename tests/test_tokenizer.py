@@ -96,6 +96,10 @@ def test_saved_folder_loads_in_transformers(tmp_path):
         assert hf.decode(TOK.encode(t)) == t
     assert hf.eos_token_id == TOK.eos_id and hf.pad_token_id == TOK.pad_id
     assert len(hf) == TOK.vocab_size
+    # a reloaded tokenizer equals the original, so compiled functions keyed on it are shared
+    assert loaded == TOK and hash(loaded) == hash(TOK)
+    other = tokenization.GameTokenizer(tokenization.build(["Swap the tiles"]))
+    assert other != TOK
 
 
 def test_corrupt_tokenizer_folder_is_a_clear_error(tmp_path):
