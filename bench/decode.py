@@ -14,11 +14,12 @@ batch x new-tokens tokens (HF: `min_new_tokens` = `max_new_tokens`; ours: no end
 so tokens/s = batch * new_tokens / seconds per call. Both times include the prefill; ours also
 includes the vision tower, HF's has none. HF's `generate` runs the whole prompt for every
 sequence; ours shares the instructions across the batch (prefix sharing is part of what is
-measured). Each side gets one warm-up call (ours: the compile,
-reported apart), then `--repeats` timed calls, of which the best (fastest) is reported. Both
-use every CPU thread they take by default, so run it on an otherwise idle machine: PyTorch's
-OpenMP threads slow down many times over when other processes share the cores (the report says
-when it saw other load just before either side ran).
+measured). Each side gets one warm-up call (ours: the compile, reported apart), then the two
+sides take turns for `--repeats` timed calls each (so a shared VM whose speed drifts slows both
+alike), and each side's best (fastest) call is reported. Both use every CPU thread they take by
+default, so run it on an otherwise idle machine: PyTorch's OpenMP threads slow down many times
+over when other processes share the cores (the report says when it saw other load just before
+the runs).
 
     python -m bench.decode                                   # tiny, batch 64, 96 new tokens
     python -m bench.decode --size small --batch 16 --new-tokens 32
@@ -107,20 +108,24 @@ def busy_note(busy: float | None) -> str | None:
             "times, HF's most, may be far off: rerun on an idle machine")
 
 
-def time_calls(call: Callable[[int], Any], repeats: int) -> tuple[float, list[float], Any]:
-    """(seconds of the warm-up call, seconds of each of `repeats` later calls, the last result).
-    `call(i)` must block until its result is ready."""
-    start = time.perf_counter()
-    out = call(0)
-    first = time.perf_counter() - start
-    print(f"    warm-up: {first:.3f} s", flush=True)
-    times = []
-    for i in range(repeats):
+def time_interleaved(calls: dict[str, Callable[[int], Any]],
+                     repeats: int) -> dict[str, tuple[float, list[float], Any]]:
+    """For each side: (seconds of its warm-up call, seconds of each of `repeats` later calls, its
+    last result). After the warm-ups the sides take turns call by call, so a machine whose speed
+    drifts (a shared VM) slows both alike. `call(i)` must block until its result is ready."""
+    results: dict[str, list] = {}
+    for name, call in calls.items():
         start = time.perf_counter()
-        out = call(i + 1)
-        times.append(time.perf_counter() - start)
-        print(f"    call {i + 1}/{repeats}: {times[-1]:.3f} s", flush=True)
-    return first, times, out
+        out = call(0)
+        results[name] = [time.perf_counter() - start, [], out]
+        print(f"    {name} warm-up: {results[name][0]:.3f} s", flush=True)
+    for i in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            results[name][2] = call(i + 1)
+            results[name][1].append(time.perf_counter() - start)
+            print(f"    {name} call {i + 1}/{repeats}: {results[name][1][-1]:.3f} s", flush=True)
+    return {name: tuple(r) for name, r in results.items()}
 
 
 def summary(first: float, times: list[float], tokens: int) -> dict:
@@ -154,8 +159,9 @@ def fit_length(prefix: list[int], rest: list[int], length: int) -> list[int]:
 # ---- our sampler -----------------------------------------------------------------------------
 
 
-def bench_ours(cfg: vlm.ModelConfig, tok: tokenizer.GameTokenizer, frames: jax.Array,
-               prefix: list[int], rest: list[int], new_tokens: int, repeats: int) -> dict:
+def prepare_ours(cfg: vlm.ModelConfig, tok: tokenizer.GameTokenizer, frames: jax.Array,
+                 prefix: list[int], rest: list[int], new_tokens: int):
+    """(call(i) -> Samples, decoder parameters) for our sampler on these inputs."""
     batch = frames.shape[0]
     model = vlm.create(cfg, tok.image_pad_id, seed=0)
     graphdef, params = nnx.split(model)
@@ -168,15 +174,11 @@ def bench_ours(cfg: vlm.ModelConfig, tok: tokenizer.GameTokenizer, frames: jax.A
         # (the loop runs all steps either way: shapes are fixed).
         out = sample.generate(graphdef, params, prompt, frames, jax.random.key(i), 1.0, 1.0,
                               max_new_tokens=new_tokens, top_k=0, eos_id=-1, pad_id=tok.pad_id)
-        return jax.block_until_ready(out)
+        out = jax.block_until_ready(out)
+        assert out.tokens.shape == (batch, new_tokens) and bool(out.mask.all()), "not B x N"
+        return out
 
-    print(f"  ours: compile + warm-up, then {repeats} calls", flush=True)
-    first, times, out = time_calls(call, repeats)
-    assert out.tokens.shape == (batch, new_tokens) and bool(out.mask.all()), "not batch x N tokens"
-    result = summary(first, times, batch * new_tokens)
-    result["compile_s"] = max(first - result["s_per_call"], 0.0)
-    result["decoder_params"] = decoder_params(model)
-    return result
+    return call, decoder_params(model)
 
 
 def decoder_params(model: vlm.VLM) -> int:
@@ -204,9 +206,10 @@ def hf_model(cfg: vlm.ModelConfig, seed: int):
     return Qwen2ForCausalLM(hf_cfg).to(torch.float32).eval()
 
 
-def bench_hf(cfg: vlm.ModelConfig, batch: int, prompt_len: int, new_tokens: int, repeats: int,
-             pad_id: int) -> dict | None:
-    """HF's figures, or None (with a message) when PyTorch cannot be imported."""
+def prepare_hf(cfg: vlm.ModelConfig, batch: int, prompt_len: int, new_tokens: int,
+               pad_id: int):
+    """(call(i) -> ids, decoder parameters, torch threads) for HF's `generate`, or None (with a
+    message) when PyTorch cannot be imported."""
     try:
         import torch
         model = hf_model(cfg, seed=0)
@@ -227,13 +230,7 @@ def bench_hf(cfg: vlm.ModelConfig, batch: int, prompt_len: int, new_tokens: int,
         assert out.shape == (batch, prompt_len + new_tokens), out.shape
         return out
 
-    print(f"  HF: warm-up, then {repeats} calls ({torch.get_num_threads()} torch threads)",
-          flush=True)
-    first, times, _ = time_calls(call, repeats)
-    result = summary(first, times, batch * new_tokens)
-    result["decoder_params"] = sum(p.numel() for p in model.parameters())
-    result["torch_threads"] = torch.get_num_threads()
-    return result
+    return call, sum(p.numel() for p in model.parameters()), torch.get_num_threads()
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -277,7 +274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt-len", type=int, default=None,
                         help="prompt tokens, image block included (default: the Swap easy prompt's)")
     parser.add_argument("--new-tokens", type=int, default=96)
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per side (best kept)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per side (best kept)")
     parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                         help="our compute dtype (default: the size's; HF is always float32)")
     parser.add_argument("--no-hf", action="store_true", help="skip the PyTorch side")
@@ -311,12 +308,28 @@ def main(argv: list[str] | None = None) -> dict:
           f"batch {args.batch}, prompt {prompt_len} tokens ({len(rest) - 4} image), "
           f"{args.new_tokens} new tokens = {tokens:,} tokens per call", flush=True)
 
-    busy = {"ours": cpu_busy()}  # other processes' load, measured while we wait, before each side
-    ours = bench_ours(cfg, tok, frames, prefix, rest, args.new_tokens, args.repeats)
+    busy = {"ours": cpu_busy()}  # other processes' load, measured while we wait, before the runs
+    calls = {"ours": None, "HF": None}
+    calls["ours"], our_params = prepare_ours(cfg, tok, frames, prefix, rest, args.new_tokens)
+    hf_side = None if args.no_hf else prepare_hf(cfg, args.batch, prompt_len, args.new_tokens,
+                                                 tok.pad_id)
+    if hf_side is None:
+        del calls["HF"]
+    else:
+        calls["HF"] = hf_side[0]
+        print(f"  HF uses {hf_side[2]} torch threads", flush=True)
+    print(f"  a warm-up call each (ours: the compile), then {args.repeats} timed calls each, "
+          "taking turns", flush=True)
+    timed = time_interleaved(calls, args.repeats)
+    first, times, _ = timed["ours"]
+    ours = summary(first, times, tokens)
+    ours["compile_s"] = max(first - ours["s_per_call"], 0.0)
+    ours["decoder_params"] = our_params
     hf = None
-    if not args.no_hf:
-        busy["hf"] = cpu_busy()
-        hf = bench_hf(cfg, args.batch, prompt_len, args.new_tokens, args.repeats, tok.pad_id)
+    if hf_side is not None:
+        first, times, _ = timed["HF"]
+        hf = summary(first, times, tokens)
+        hf["decoder_params"], hf["torch_threads"] = hf_side[1], hf_side[2]
 
     results = {"machine": info, "size": args.size, "dtype": cfg.dtype, "batch": args.batch,
                "prompt_len": prompt_len, "new_tokens": args.new_tokens, "repeats": args.repeats,

@@ -248,88 +248,62 @@ class Attention(nnx.Module):
                                  rngs=rngs)
 
     def __call__(self, x, positions, buffer, start, key_valid, context=None):
-        """x: [B, S, width]; positions: int32[B, S]; buffer: (k, v) each [B, M, kv_heads, hd]
+        """x: [B, S, width]; positions: int32[B, S]; buffer: (k, v) each [B, kv_heads, M, hd]
         or None (then M = S, start = 0); key_valid: bool[B, M]. context: None or (k, v, valid)
-        of a prefix every query sees before the buffer: k, v [C, P, kv_heads, hd], valid
+        of a prefix every query sees before the buffer: k, v [C, kv_heads, P, hd], valid
         bool[C, P], with C = B or C = 1 (one prefix shared by the batch, never copied).
-        Returns (out, (k, v)): the buffer with this call's keys and values written in."""
+        Returns (out, (k, v)): the buffer with this call's keys and values written in.
+        Keys and values are kept heads-first, so that attention is a batched matmul over
+        contiguous [M, hd] blocks and a decode step writes one slot in place."""
         cfg = self.cfg
         b, s, _ = x.shape
         q = rotary(self.q_proj(x).reshape(b, s, cfg.heads, cfg.head_dim), positions, cfg.rope_theta)
         k = rotary(self.k_proj(x).reshape(b, s, cfg.kv_heads, cfg.head_dim), positions,
-                   cfg.rope_theta)
-        v = self.v_proj(x).reshape(b, s, cfg.kv_heads, cfg.head_dim)
+                   cfg.rope_theta).transpose(0, 2, 1, 3)
+        v = self.v_proj(x).reshape(b, s, cfg.kv_heads, cfg.head_dim).transpose(0, 2, 1, 3)
         if buffer is not None:
-            k = jax.lax.dynamic_update_slice_in_dim(buffer[0], k.astype(buffer[0].dtype), start, 1)
-            v = jax.lax.dynamic_update_slice_in_dim(buffer[1], v.astype(buffer[1].dtype), start, 1)
+            k = jax.lax.dynamic_update_slice_in_dim(buffer[0], k.astype(buffer[0].dtype), start, 2)
+            v = jax.lax.dynamic_update_slice_in_dim(buffer[1], v.astype(buffer[1].dtype), start, 2)
         query_slot = start + jnp.arange(s)
-        allowed = (jnp.arange(k.shape[1])[None, :] <= query_slot[:, None])[None] & key_valid[:, None]
+        allowed = (jnp.arange(k.shape[2])[None, :] <= query_slot[:, None])[None] & key_valid[:, None]
         group = cfg.heads // cfg.kv_heads
-        q = q.reshape(b, s, cfg.kv_heads, group, cfg.head_dim)
-        if s == 1:
-            out = self._attend_one(q, k, v, allowed, context)
-        else:
-            out = self._attend(q, k, v, allowed, context)
-        return self.o_proj(out.reshape(b, s, cfg.heads * cfg.head_dim)), (k, v)
+        q = q.reshape(b, s, cfg.kv_heads, group, cfg.head_dim).transpose(0, 2, 3, 1, 4)
+        out = self._attend(q / np.sqrt(cfg.head_dim), k, v, allowed, context)  # [B, kv, g, S, d]
+        out = out.transpose(0, 3, 1, 2, 4).reshape(b, s, cfg.heads * cfg.head_dim)
+        return self.o_proj(out), (k, v)
 
-    def _attend(self, q, k, v, allowed, context):
-        """q: [B, S, kv, g, d]; k, v: [B, M, kv, d]; allowed: bool[B, S, M] -> [B, S, kv, g, d].
-        Keys are laid out [context | buffer] under one softmax."""
-        q_t = q.transpose(0, 2, 3, 1, 4) / np.sqrt(self.cfg.head_dim)  # [B, kv, g, S, d]
-        keys = [k.transpose(0, 2, 1, 3)[:, :, None]]  # [B, kv, 1, M, d]
-        values = [v.transpose(0, 2, 1, 3)[:, :, None]]
-        masks = [allowed[:, None, None]]  # [B, 1, 1, S, M]
-        if context is not None:
-            ck, cv, cvalid = context  # [C, P, kv, d], C in (1, B): matmul broadcasts
-            keys.insert(0, ck.transpose(0, 2, 1, 3)[:, :, None])
-            values.insert(0, cv.transpose(0, 2, 1, 3)[:, :, None])
-            masks.insert(0, cvalid[:, None, None, None, :])
-        scores = jnp.concatenate(
-            [jnp.matmul(q_t, jnp.swapaxes(key.astype(q.dtype), -1, -2)).astype(jnp.float32)
-             for key in keys], axis=-1)
-        b, s = q.shape[:2]
-        mask = jnp.concatenate([jnp.broadcast_to(m, (b, 1, 1, s, m.shape[-1])) for m in masks],
-                               axis=-1)
-        weights = jax.nn.softmax(jnp.where(mask, scores, -1e30), axis=-1).astype(q.dtype)
-        out, offset = 0.0, 0
-        for value in values:
-            n = value.shape[3]
-            out = out + jnp.matmul(weights[..., offset:offset + n], value.astype(q.dtype))
-            offset += n
-        return out.transpose(0, 3, 1, 2, 4)  # [B, S, kv, g, d]
-
-    def _attend_one(self, q, k, v, allowed, context):
-        """One query per sequence against [context | buffer]. The buffer part is multiply-and-sum
-        in the buffer's own layout (an einsum there made XLA copy the cache every step on the
-        CPU); a prefix shared by the whole batch is one matmul per key/value head.
-        q: [B, 1, kv, g, d]; k, v: [B, M, kv, d]; allowed: bool[B, 1, M] -> [B, 1, kv, g, d]."""
-        q = q[:, 0] / np.sqrt(self.cfg.head_dim)  # [B, kv, g, d]
-        scores = [jnp.sum(q[:, None] * k.astype(q.dtype)[:, :, :, None, :], axis=-1,
-                          dtype=jnp.float32)]  # [B, M, kv, g]
-        masks = [allowed[:, 0]]
+    @staticmethod
+    def _attend(q, k, v, allowed, context):
+        """q: [B, kv, g, S, d] (scaled); k, v: [B, kv, M, d]; allowed: bool[B, S, M]
+        -> [B, kv, g, S, d]. Keys are laid out [context | buffer] under one softmax; a context
+        shared by the batch (C = 1) is a plain matmul, never broadcast to B."""
+        dtype = q.dtype
+        scores = [jnp.einsum("bkgsd,bkmd->bkgsm", q, k.astype(dtype),
+                             preferred_element_type=jnp.float32)]
+        masks = [allowed]
         if context is not None:
             ck, cv, cvalid = context
             if ck.shape[0] == 1:
-                ctx = jnp.einsum("bkgd,pkd->bpkg", q, ck[0].astype(q.dtype),
+                ctx = jnp.einsum("bkgsd,kpd->bkgsp", q, ck[0].astype(dtype),
                                  preferred_element_type=jnp.float32)
             else:
-                ctx = jnp.sum(q[:, None] * ck.astype(q.dtype)[:, :, :, None, :], axis=-1,
-                              dtype=jnp.float32)
+                ctx = jnp.einsum("bkgsd,bkpd->bkgsp", q, ck.astype(dtype),
+                                 preferred_element_type=jnp.float32)
             scores.insert(0, ctx)
-            masks.insert(0, cvalid)
-        b = q.shape[0]
-        mask = jnp.concatenate([jnp.broadcast_to(m, (b, m.shape[1])) for m in masks], axis=1)
-        weights = jax.nn.softmax(jnp.where(mask[:, :, None, None], jnp.concatenate(scores, 1),
-                                           -1e30), axis=1).astype(q.dtype)
-        n = k.shape[1]
-        out = jnp.sum(weights[:, -n:, :, :, None] * v.astype(q.dtype)[:, :, :, None, :], axis=1)
+            masks.insert(0, jnp.broadcast_to(cvalid[:, None], (q.shape[0], q.shape[3],
+                                                               cvalid.shape[1])))
+        mask = jnp.concatenate(masks, axis=-1)[:, None, None]  # [B, 1, 1, S, keys]
+        weights = jax.nn.softmax(jnp.where(mask, jnp.concatenate(scores, axis=-1), -1e30),
+                                 axis=-1).astype(dtype)
+        n = k.shape[2]
+        out = jnp.einsum("bkgsm,bkmd->bkgsd", weights[..., -n:], v.astype(dtype))
         if context is not None:
-            w = weights[:, :-n]
+            w = weights[..., :-n]
             if cv.shape[0] == 1:
-                out = out + jnp.einsum("bpkg,pkd->bkgd", w, cv[0].astype(q.dtype))
+                out = out + jnp.einsum("bkgsp,kpd->bkgsd", w, cv[0].astype(dtype))
             else:
-                out = out + jnp.sum(w[..., None] * cv.astype(q.dtype)[:, :, :, None, :], axis=1)
-        return out[:, None]
+                out = out + jnp.einsum("bkgsp,bkpd->bkgsd", w, cv.astype(dtype))
+        return out
 
 
 class MLP(nnx.Module):
@@ -460,7 +434,7 @@ class VLM(nnx.Module):
         cache)."""
         b, t = tokens.shape
         cfg = self.cfg
-        shape = (b, cache_len, cfg.kv_heads, cfg.head_dim)
+        shape = (b, cfg.kv_heads, cache_len, cfg.head_dim)
         empty = [(jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype))] * cfg.depth
         key_valid = jnp.zeros((b, cache_len), bool).at[:, :t].set(valid)
         context, offset = self._context(prefix, group, b)

@@ -68,9 +68,18 @@ def _nucleus(logits: jax.Array, top_p: jax.Array) -> jax.Array:
 def choose(key: jax.Array, logits: jax.Array, temperature: jax.Array, top_k: int,
            top_p: jax.Array) -> jax.Array:
     """int32[B]: a sample from softmax(logits / temperature) after top-k/top-p filtering; the
-    argmax when temperature is 0."""
+    argmax when temperature is 0.
+
+    Sampled by inverting the cumulative distribution with one uniform number per row (the
+    first id whose cumulative probability reaches u * total), which draws B random numbers a
+    step instead of the B x vocab Gumbel noise of `jax.random.categorical`: the same
+    distribution, a cheaper step on the CPU. Filtered ids have probability 0, so they are never
+    the first to reach u * total > 0."""
     scaled = filter_logits(logits / jnp.maximum(temperature, 1e-6), top_k, top_p)
-    sampled = jax.random.categorical(key, scaled, axis=-1)
+    cumulative = jnp.cumsum(jax.nn.softmax(scaled, axis=-1), axis=-1)
+    u = 1.0 - jax.random.uniform(key, (logits.shape[0], 1))  # (0, 1]
+    sampled = jnp.sum(cumulative < u * cumulative[:, -1:], axis=-1)
+    sampled = jnp.minimum(sampled, logits.shape[-1] - 1)
     return jnp.where(temperature > 0, sampled, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -84,6 +85,15 @@ def response_loss(model: nnx.Module, prompt: sample.Prompt, frames, response,
     """Mean negative log-likelihood of the response tokens under mask."""
     logprobs = sample.token_logprobs(model, prompt, frames, response)
     return -jnp.sum(logprobs * mask) / jnp.maximum(jnp.sum(mask), 1)
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_train_step(graphdef: nnx.GraphDef, lr: float, warmup: float, steps: int,
+                        weight_decay: float):
+    """`make_train_step` with `optimizer`'s settings, built once per model structure and
+    settings, so that runs alike (a resumed run, tests) share one compilation."""
+    cfg = SFTConfig(lr=lr, warmup=warmup, steps=steps, weight_decay=weight_decay)
+    return make_train_step(graphdef, optimizer(cfg))
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
@@ -160,7 +170,7 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
               f"{vlm.num_params(nnx.merge(graphdef, params)):,} parameters ({cfg.model}), "
               f"{cfg.steps} steps x {cfg.batch} boards, responses up to {budget} tokens")
 
-    train_step = make_train_step(graphdef, tx)
+    train_step = compiled_train_step(graphdef, cfg.lr, cfg.warmup, cfg.steps, cfg.weight_decay)
     prompt = games.prompt(tokenizer, model_cfg, cfg.batch)
     held_out = games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
     log_path = os.path.join(out, "sft_metrics.jsonl")

@@ -89,3 +89,16 @@ def test_filter_logits_keeps_top_k_and_the_nucleus():
     assert np.isfinite(sample.filter_logits(logits, 0, jnp.float32(0.7))).tolist() == [
         [True, True, False, False]]
     assert np.isfinite(sample.filter_logits(logits, 0, jnp.float32(1.0))).all()
+
+
+def test_choose_draws_from_the_filtered_distribution():
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05, 0.0]]))  # the last id is impossible
+    keys = jax.random.split(jax.random.key(0), 20_000)
+    draw = jax.jit(jax.vmap(lambda k, top_k, top_p: sample.choose(k, logits, 1.0, top_k, top_p)[0],
+                            in_axes=(0, None, None)), static_argnums=1)
+    counts = np.bincount(np.asarray(draw(keys, 0, 1.0)), minlength=5) / len(keys)
+    np.testing.assert_allclose(counts, [0.5, 0.3, 0.15, 0.05, 0.0], atol=0.015)
+    counts = np.bincount(np.asarray(draw(keys, 2, 1.0)), minlength=5) / len(keys)  # top 2
+    np.testing.assert_allclose(counts, [0.625, 0.375, 0, 0, 0], atol=0.015)
+    counts = np.bincount(np.asarray(draw(keys, 0, 0.7)), minlength=5) / len(keys)  # nucleus
+    np.testing.assert_allclose(counts, [0.625, 0.375, 0, 0, 0], atol=0.015)

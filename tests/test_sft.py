@@ -7,6 +7,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 import jaxgym
 from policy import checkpoint, episodes, evaluate, model as vlm, sft, tokenizer as tokenization
@@ -38,12 +39,13 @@ def initial_loss():
     env = jaxgym.make(CFG.game, CFG.board_preset)
     tok = tokenization.default()
     cfg = vlm.config("tiny", **SMALL)
-    model = vlm.create(cfg, tok.image_pad_id, CFG.seed)
+    graphdef, params = nnx.split(vlm.create(cfg, tok.image_pad_id, CFG.seed))
     states = episodes.deal(env, jax.random.fold_in(jax.random.key(CFG.seed), 0), CFG.batch, 1)
     budget = episodes.response_budget(env, tok)
     response, mask = sft.targets(CFG, episodes.GameSet((env,)), tok, (states,), None, budget)
     prompt = episodes.prompt_batch(env, tok, cfg, CFG.batch)
-    return float(sft.response_loss(model, prompt, episodes.draw(env, states), response, mask))
+    loss = jax.jit(lambda p, *batch: sft.response_loss(nnx.merge(graphdef, p), *batch))
+    return float(loss(params, prompt, episodes.draw(env, states), response, mask))
 
 
 def test_checkpoint_round_trip_is_exact(run_dir, tmp_path):

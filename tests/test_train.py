@@ -43,13 +43,13 @@ def without_timings(lines):
 
 
 def test_rl_raises_the_format_reward(init_dir, tmp_path):
-    # 20 steps of 8 boards x 4 samples: over seeds 0-3 the last five steps' mean reward beat
-    # the first five's by 0.19 to 0.26 when this test was written
-    cfg = config(steps=20, eval_boards=0, save_every=20)
+    # 30 steps of 8 boards x 4 samples: over seeds 0-3 the last five steps' mean reward beat
+    # the first five's by 0.29 to 0.38 when this test was written (20 steps: 0.06 to 0.23)
+    cfg = config(steps=30, eval_boards=0, save_every=30)
     train.train(cfg, str(tmp_path), init=init_dir, quiet=True, gif_boards=0)
     rewards = [m["reward"] for m in train.read_metrics(str(tmp_path)) if m["kind"] == "train"]
-    assert len(rewards) == 20
-    assert np.mean(rewards[-5:]) > np.mean(rewards[:5]) + 0.1
+    assert len(rewards) == 30
+    assert np.mean(rewards[-5:]) > np.mean(rewards[:5]) + 0.15
 
 
 def test_resume_equals_an_uninterrupted_run(init_dir, tmp_path):
