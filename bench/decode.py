@@ -108,6 +108,9 @@ def busy_note(busy: float | None) -> str | None:
             "times, HF's most, may be far off: rerun on an idle machine")
 
 
+PAUSE_S = 1.0
+
+
 def time_interleaved(calls: dict[str, Callable[[int], Any]],
                      repeats: int) -> dict[str, tuple[float, list[float], Any]]:
     """For each side: (seconds of its warm-up call, seconds of each of `repeats` later calls, its
@@ -121,6 +124,7 @@ def time_interleaved(calls: dict[str, Callable[[int], Any]],
         print(f"    {name} warm-up: {results[name][0]:.3f} s", flush=True)
     for i in range(repeats):
         for name, call in calls.items():
+            time.sleep(PAUSE_S)  # the other side's spinning worker threads go idle first
             start = time.perf_counter()
             results[name][2] = call(i + 1)
             results[name][1].append(time.perf_counter() - start)
