@@ -22,6 +22,7 @@ Held-out boards come from `fold_in(key(seed), HELD_OUT)`, a stream training neve
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import sys
@@ -41,26 +42,26 @@ from policy import rewards as reward_fns
 METRICS = ("valid_move_rate", "mean_game_reward", "perception_exact", "format_rate")
 
 
+@dataclasses.dataclass
 class ModelPolicy:
-    """A checkpoint's model, sampling at a temperature."""
+    """A model's parameters, sampling at a temperature (0: greedy); `ModelPolicy.load(DIR)`
+    reads a checkpoint, the constructor takes parameters in memory (a run in progress)."""
 
-    def __init__(self, checkpoint_dir: str, temperature: float = 0.0):
-        from policy.sft import load_policy
-
-        (self.graphdef, self.params, self.tokenizer, self.model_cfg,
-         self.settings) = load_policy(checkpoint_dir)
-        self.budget = self.settings["response_budget"]
-        self.temperature = temperature
+    graphdef: Any
+    params: Any
+    tokenizer: tokenization.GameTokenizer
+    model_cfg: Any
+    budget: int  # response tokens
+    temperature: float = 0.0
+    settings: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, graphdef, params, tokenizer, model_cfg, budget: int,
-                    temperature: float = 0.0) -> "ModelPolicy":
-        """A policy from parameters in memory (a run in progress)."""
-        policy = cls.__new__(cls)
-        policy.graphdef, policy.params, policy.tokenizer = graphdef, params, tokenizer
-        policy.model_cfg, policy.settings, policy.budget = model_cfg, {}, budget
-        policy.temperature = temperature
-        return policy
+    def load(cls, checkpoint_dir: str, temperature: float = 0.0) -> "ModelPolicy":
+        from policy.sft import load_policy
+
+        graphdef, params, tokenizer, model_cfg, settings = load_policy(checkpoint_dir)
+        return cls(graphdef, params, tokenizer, model_cfg, settings["response_budget"],
+                   temperature, settings)
 
     def respond(self, env, states, frames, key) -> tuple[jax.Array, jax.Array]:
         prompt = episodes.prompt_batch(env, self.tokenizer, self.model_cfg, frames.shape[0])
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.checkpoint:
             parser.error("--policy model needs --checkpoint DIR")
         try:
-            policy = ModelPolicy(args.checkpoint, args.temperature)
+            policy = ModelPolicy.load(args.checkpoint, args.temperature)
         except (FileNotFoundError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -36,8 +36,8 @@ def run_mode(cfg: train.TrainConfig, folder: str, boards: int, env) -> dict:
     if checkpoint.latest_step(folder) != cfg.steps:
         resume = checkpoint.latest_step(folder) is not None
         train.train(cfg, folder, resume=resume)
-    before = evaluate.ModelPolicy(os.path.join(folder, "init"))
-    after = evaluate.ModelPolicy(folder)
+    before = evaluate.ModelPolicy.load(os.path.join(folder, "init"))
+    after = evaluate.ModelPolicy.load(folder)
     return dict(before=measure(env, before, boards, cfg.seed),
                 after=measure(env, after, boards, cfg.seed))
 

@@ -414,8 +414,8 @@ def write_gif(env, trainer: Trainer, params, path: str, boards: int, seed: int) 
     import render
     from policy.evaluate import ModelPolicy, evaluate
 
-    policy = ModelPolicy.from_params(trainer.graphdef, params, trainer.tokenizer,
-                                     trainer.model_cfg, trainer.budget)
+    policy = ModelPolicy(trainer.graphdef, params, trainer.tokenizer, trainer.model_cfg,
+                         trainer.budget)
     _, pictures = evaluate(env, policy, boards=boards, steps=3, seed=seed, record=boards,
                            progress=False)
     render.save_animation(path, pictures, fps=1.0)
