@@ -111,13 +111,15 @@ def test_jit_vmap_and_plain_agree(env, key):
     plain = [env.reset(k) for k in keys]
     batched = jax.jit(jax.vmap(env.reset))(keys)
     actions = [env.expert_action(s) for s in plain]
+    afters = []
     for i, (state, action) in enumerate(zip(plain, actions)):
         np.testing.assert_array_equal(batched.board[i], state.board)
-        after = env.step(state, action)
+        after = env.step(state, action)  # eager: every op on its own
+        afters.append(after)
         jitted = jax.jit(env.step)(state, action)
         for field in ("board", "reward", "terminated", "legal_action_mask"):
             np.testing.assert_array_equal(getattr(jitted, field), getattr(after, field))
         np.testing.assert_array_equal(jax.random.key_data(jitted.key), jax.random.key_data(after.key))
     stepped = jax.jit(jax.vmap(env.step))(batched, jnp.stack(actions))
-    for i, state in enumerate(plain):
-        np.testing.assert_array_equal(stepped.board[i], env.step(state, actions[i]).board)
+    for i, after in enumerate(afters):
+        np.testing.assert_array_equal(stepped.board[i], after.board)
