@@ -142,9 +142,18 @@ def _lookup(env: Env) -> GameText:
 # ---- public ---------------------------------------------------------------------------------
 
 
-def prompt(env: Env) -> str:
-    """The instruction shown to the model with the board image."""
-    return _lookup(env).prompt(env)
+PROMPT_STYLES = ("full", "brief")
+
+
+def prompt(env: Env, style: str = "full") -> str:
+    """The instruction shown to the model with the board image. `style="brief"` keeps only its
+    first sentence (the game and the board size): a model trained from scratch learns nothing
+    from instructions that are the same on every board, and a long constant prefix dilutes its
+    attention (docs/learnability.md)."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
+    text = _lookup(env).prompt(env)
+    return text if style == "full" else text.split(". ")[0] + "."
 
 
 def perception(env: Env, state: State) -> str:

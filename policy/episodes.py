@@ -140,12 +140,14 @@ class GameSet:
     Batches of States are tuples, one State per game."""
 
     envs: tuple[Env, ...]
+    prompt_style: str = "full"  # `jaxgym.text.prompt`'s style: "full" or "brief"
 
     @staticmethod
-    def make(game: str, board_preset: str | None = None) -> "GameSet":
+    def make(game: str, board_preset: str | None = None,
+             prompt_style: str = "full") -> "GameSet":
         """`game` ("mix": every game) at `board_preset`."""
         names = sorted(jaxgym.list_games()) if game == "mix" else [game]
-        return GameSet(tuple(jaxgym.make(name, board_preset) for name in names))
+        return GameSet(tuple(jaxgym.make(name, board_preset) for name in names), prompt_style)
 
     @property
     def single(self) -> bool:
@@ -180,7 +182,8 @@ class GameSet:
         """Each board's game's instructions (one prefix row per game, left-padded), then the
         image part, which is the same for all games on one canvas."""
         image_tokens = cfg.num_image_tokens(self.frame_shape())
-        parts = [tokenizer.prompt_parts(game_text.prompt(env), image_tokens) for env in self.envs]
+        parts = [tokenizer.prompt_parts(game_text.prompt(env, self.prompt_style), image_tokens)
+                 for env in self.envs]
         width = max(len(prefix) for prefix, _ in parts)
         prefix = np.full((len(parts), width), tokenizer.pad_id, np.int32)
         prefix_valid = np.zeros((len(parts), width), bool)

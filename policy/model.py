@@ -51,10 +51,16 @@ class ModelConfig:
     mlp_width: int = 384
     rope_theta: float = 10_000.0
     # Learned absolute positions added to the decoder's input, image tokens included (0: none,
-    # as in Qwen2-VL): a direct handle on "the k-th cell" for a small model trained from scratch.
+    # as in Qwen2-VL): rotary positions reach only the attention scores, so without them no
+    # token's value says where it is, and a move's coordinates cannot be read off the board.
     learned_positions: int = 1024
+    # Init std of the token and position embeddings (None: 1/sqrt(width), flax's default and
+    # Qwen2-VL's scale). Each decoder layer adds about 1 per feature to the residual stream;
+    # embeddings far below that are swamped after the first layer (docs/learnability.md).
+    embed_std: float | None = 0.33
+    position_std: float = 0.33
     norm_eps: float = 1e-6
-    tie_embeddings: bool = True
+    tie_embeddings: bool = False
     dtype: str = "float32"  # compute dtype; parameters stay float32
 
     def __post_init__(self) -> None:
@@ -89,16 +95,17 @@ class ModelConfig:
 
 
 CONFIGS: dict[str, ModelConfig] = {
-    # ~1M parameters: trains on a 2-core CPU in minutes.
+    # ~1M parameters: trains on a 2-core CPU in minutes. Every named size is meant to be trained
+    # from scratch: learned positions, embeddings at 0.33, untied output head.
     "tiny": ModelConfig(),
     # ~20M: a single GPU.
     "small": ModelConfig(vision_width=256, vision_depth=4, vision_heads=4, vision_mlp=1024,
                          width=384, depth=8, heads=6, kv_heads=2, mlp_width=1024,
-                         tie_embeddings=False, dtype="bfloat16"),
+                         dtype="bfloat16"),
     # ~110M: Qwen2-VL's layout at a GPU-friendly size.
     "base": ModelConfig(vision_width=512, vision_depth=8, vision_heads=8, vision_mlp=2048,
                         width=768, depth=12, heads=12, kv_heads=4, mlp_width=2048,
-                        tie_embeddings=False, dtype="bfloat16"),
+                        dtype="bfloat16"),
 }
 
 
@@ -333,11 +340,14 @@ class DecoderLayer(nnx.Module):
 
 class TextModel(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.embed_tokens = nnx.Embed(cfg.vocab_size, cfg.width, dtype=cfg.dtype, rngs=rngs)
+        token_init = (nnx.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
+                      if cfg.embed_std is None else nnx.initializers.normal(cfg.embed_std))
+        self.embed_tokens = nnx.Embed(cfg.vocab_size, cfg.width, dtype=cfg.dtype, rngs=rngs,
+                                      embedding_init=token_init)
         if cfg.learned_positions:
             self.embed_positions = nnx.Embed(
                 cfg.learned_positions, cfg.width, dtype=cfg.dtype, rngs=rngs,
-                embedding_init=nnx.initializers.normal(0.02))
+                embedding_init=nnx.initializers.normal(cfg.position_std))
         self.layers = nnx.List([DecoderLayer(cfg, rngs) for _ in range(cfg.depth)])
         self.norm = nnx.RMSNorm(cfg.width, epsilon=cfg.norm_eps, rngs=rngs)
 

@@ -1,0 +1,282 @@
+"""Does the cold start learn the move? One change at a time, held-out valid-move rate vs steps.
+
+    python -m bench.learnability --steps 600                       # every variant, easy Swap
+    python -m bench.learnability --variants default,old-init --steps 1000 --seeds 0,1
+    python -m bench.learnability --decoder --steps 1500            # the decoder alone, no image
+
+Each variant trains the tiny VLM from scratch on the cold start's targets for fresh easy Swap
+boards (the same loop as `policy.sft`: AdamW, warm-up and cosine, batch 32) and answers 256
+held-out boards greedily every `--eval-every` steps. Variants (each one change to `default`,
+the fixed model and targets):
+
+    full-prompt    the game's whole instructions (152 tokens) before the image instead of
+                   their first sentence (`prompt_style="brief"`)
+    old-init       the model before the fix: embeddings at 1/sqrt(width), positions at 0.02,
+                   output head tied to the token embeddings
+    no-positions   no learned positions (rotary only, as in Qwen2-VL)
+    cells          the board's cells as learned tokens in place of the image tokens
+    answer-only    empty perception and think: the expert's answer is the whole target
+    valid-target   a uniformly random valid swap as the target instead of the expert's
+    names-first    the rationale names the tiles before their cells ("Swap Red circle at
+                   (1, 2) with ...") instead of "Swap (1, 2) with (1, 3): Red circle, ..."
+    answer-weight  the think and answer tokens weigh 5x in the loss
+
+`--decoder` runs the probe without the VLM: the decoder alone reads the 16 cells as tokens and
+writes r1 c1 r2 c2 (the symbolic version of the task), at the embedding and position scales
+given by `--decoder-settings`, to show which of them the decoder needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm import tqdm
+
+import jaxgym
+from jaxgym import text as game_text
+from policy import episodes, model as vlm, sample, sft, tokenizer as tokenization
+
+VARIANTS = ("default", "full-prompt", "old-init", "no-positions", "cells", "answer-only", "valid-target",
+            "names-first", "answer-weight")
+
+OLD_INIT = dict(embed_std=None, position_std=0.02, tie_embeddings=True)
+
+
+class CellTokens(nnx.Module):
+    """Stands in for the vision tower: the board's cells as learned embeddings, one per image
+    token (easy Swap at 32 px a cell has one image token per cell). "Frames" are the boards."""
+
+    def __init__(self, num_values: int, width: int, rngs: nnx.Rngs):
+        self.embed = nnx.Embed(num_values, width, rngs=rngs,
+                               embedding_init=nnx.initializers.normal(0.68))
+
+    def __call__(self, boards: jax.Array) -> jax.Array:
+        return self.embed(boards.reshape(boards.shape[0], -1) + 1)
+
+
+def think_text(env, board: np.ndarray, action: int, names_first: bool) -> str:
+    if names_first:
+        return game_text.rationale(env, board, action)
+    names = game_text.value_names(env)
+    r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
+    return (f"Swap ({r1}, {c1}) with ({r2}, {c2}): {names[board[r1, c1] + 1]} and "
+            f"{names[board[r2, c2] + 1]}.")
+
+
+def target_texts(env, states, actions, variant: str) -> list[str]:
+    boards, actions = np.asarray(states.board), np.asarray(actions)
+    if variant == "answer-only":
+        return [game_text.response_text("", "", game_text.answer_text(env, a)) for a in actions]
+    return [game_text.response_text(game_text.describe_board(env, b),
+                                    think_text(env, b, a, variant == "names-first"),
+                                    game_text.answer_text(env, a))
+            for b, a in zip(boards, actions)]
+
+
+def loss_weights(tokenizer, response: np.ndarray, mask: np.ndarray, weight: float) -> np.ndarray:
+    """float32 mask: 1 on response tokens, `weight` from `<think>` on."""
+    think = response == tokenizer.tag_ids["<think>"]
+    after = np.cumsum(think, axis=1) > 0
+    return np.where(after, weight, 1.0).astype(np.float32) * mask
+
+
+
+@jax.jit
+def random_valid_actions(key: jax.Array, legal_mask: jax.Array) -> jax.Array:
+    """int32[B]: a uniformly random legal move of each board."""
+    return jax.random.categorical(key, jnp.where(legal_mask, 0.0, -jnp.inf)).astype(jnp.int32)
+
+
+def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int = 32,
+                eval_boards: int = 256, lr: float = 1e-3, quiet: bool = False) -> list[dict]:
+    """Train one variant from scratch; its held-out metrics at every evaluation."""
+    env = jaxgym.make("swap", preset="easy")
+    games = episodes.GameSet((env,), "full" if variant == "full-prompt" else "brief")
+    tokenizer = tokenization.default()
+    overrides = dict(vocab_size=tokenizer.vocab_size)
+    overrides.update(OLD_INIT if variant == "old-init" else {})
+    overrides.update(learned_positions=0) if variant == "no-positions" else None
+    model_cfg = vlm.config("tiny", **overrides)
+    model = vlm.create(model_cfg, tokenizer.image_pad_id, seed)
+    if variant == "cells":
+        model.visual = CellTokens(env.num_tile_types + 1, model_cfg.width, nnx.Rngs(seed))
+    graphdef, params = nnx.split(model)
+    tx = sft.optimizer(sft.SFTConfig(steps=steps, lr=lr))
+    train_step = sft.make_train_step(graphdef, tx)
+    opt_state = tx.init(params)
+    prompt = games.prompt(tokenizer, model_cfg, batch)
+    eval_prompt = games.prompt(tokenizer, model_cfg, eval_boards)
+    budget = games.response_budget(tokenizer) + 8
+    held_out = games.deal(episodes.eval_key(seed), eval_boards, 3)
+    weight = 5.0 if variant == "answer-weight" else 1.0
+
+    def inputs(states):
+        return states[0].board if variant == "cells" else games.draw(states)
+
+    history = []
+    started = time.time()
+    for step in tqdm(range(1, steps + 1), desc=variant, disable=quiet, leave=False):
+        key = jax.random.fold_in(jax.random.key(seed), step)
+        states = games.deal(key, batch, 3)
+        actions = (random_valid_actions(jax.random.fold_in(key, 1), states[0].legal_action_mask)
+                   if variant == "valid-target" else episodes.expert_actions(env, states[0]))
+        response, mask = episodes.pad_responses(
+            tokenizer, target_texts(env, states[0], actions, variant), budget)
+        weights = loss_weights(tokenizer, response, mask, weight)
+        params, opt_state, loss = train_step(params, opt_state, prompt, inputs(states),
+                                             response, weights)
+        if step % eval_every == 0 or step == steps:
+            samples = sample.generate(graphdef, params, eval_prompt, inputs(held_out),
+                                      jax.random.key(0), 0.0, max_new_tokens=budget,
+                                      eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+            rewards = games.score(tokenizer, held_out, samples.tokens, samples.mask, jit=True)
+            answers = np.asarray(rewards.action)
+            history.append(dict(
+                variant=variant, seed=seed, step=step, loss=round(float(loss), 4),
+                valid_move_rate=round(float(rewards.valid.mean()), 3),
+                perception_exact=round(float(rewards.perception.mean()), 3),
+                distinct_answers=int(len(np.unique(answers))),
+                seconds=round(time.time() - started, 1)))
+            if not quiet:
+                tqdm.write(json.dumps(history[-1]))
+    return history
+
+
+# ---- the decoder alone ---------------------------------------------------------------------
+
+DECODER_SETTINGS = {
+    # name: (embed_std, position_std, learned_positions, tie_embeddings)
+    "qwen-init": (None, 0.02, 1024, True),
+    "rotary-only": (None, 0.02, 0, True),
+    "positions-0.088": (None, 0.088, 1024, True),
+    "positions-0.088-untied": (None, 0.088, 1024, False),
+    "positions-0.33": (None, 0.33, 1024, True),
+    "embed-0.33-tied": (0.33, 0.33, 1024, True),
+    "embed-1.0": (1.0, 1.0, 1024, False),
+    "embed-0.33 (fixed)": (0.33, 0.33, 1024, False),
+}
+
+
+def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int = 32,
+                lr: float = 1e-3) -> list[dict]:
+    """The tiny decoder on easy Swap's cells as tokens -> the expert's r1 c1 r2 c2."""
+    env = jaxgym.make("swap", preset="easy")
+    embed_std, position_std, positions, tied = DECODER_SETTINGS[setting]
+    cfg = vlm.config("tiny", embed_std=embed_std, position_std=position_std,
+                     learned_positions=positions, tie_embeddings=tied, vocab_size=64)
+    graphdef, params = nnx.split(vlm.create(cfg, 63, seed))
+    cells = env.rows * env.cols
+    coords = jnp.asarray([np.asarray(env.decode_action(a)) for a in range(env.num_actions)])
+    digit, start = 32, 48  # token ids: cell values from 0, digits from 32, then a start token
+
+    def forward(params, tokens):
+        model = nnx.merge(graphdef, params)
+        positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+        x = model.add_positions(model.model.embed_tokens(tokens), positions)
+        x, _ = model._layers(x, positions, None, 0, jnp.ones(tokens.shape, bool))
+        return model.logits(x)
+
+    def boards_and_moves(key, n):
+        states = jax.vmap(env.reset)(jax.random.split(key, n))
+        return (states.board.reshape(n, cells), states.legal_action_mask,
+                coords[jax.vmap(env.expert_action)(states)])
+
+    def sequence(boards, written):
+        return jnp.concatenate([boards, jnp.full((boards.shape[0], 1), start), written + digit], 1)
+
+    def loss_fn(params, boards, moves):
+        logits = forward(params, sequence(boards, moves[:, :3]))[:, cells:]
+        logp = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(logp, (moves + digit)[..., None], 2))
+
+    tx = sft.optimizer(sft.SFTConfig(steps=steps, lr=lr))
+
+    @jax.jit
+    def update(params, opt_state, key):
+        boards, _, moves = boards_and_moves(key, batch)
+        loss, grads = jax.value_and_grad(loss_fn)(params, boards, moves)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    @jax.jit
+    def greedy_valid(params, boards, legal):
+        written = jnp.zeros((boards.shape[0], 0), jnp.int32)
+        for _ in range(4):
+            nxt = jnp.argmax(forward(params, sequence(boards, written))[:, -1], -1) - digit
+            written = jnp.concatenate([written, nxt[:, None]], 1)
+        hit = jnp.all(written[:, None, :] == coords[None], axis=-1)  # [B, actions]
+        return jnp.mean(jnp.any(hit & legal, axis=-1))
+
+    opt_state = tx.init(params)
+    boards, legal, _ = boards_and_moves(jax.random.key(10_000 + seed), 512)
+    history, started = [], time.time()
+    for step in range(1, steps + 1):
+        params, opt_state, loss = update(params, opt_state,
+                                         jax.random.fold_in(jax.random.key(seed), step))
+        if step % eval_every == 0 or step == steps:
+            history.append(dict(setting=setting, seed=seed, step=step,
+                                loss=round(float(loss), 4),
+                                valid_move_rate=round(float(greedy_valid(params, boards, legal)), 3),
+                                seconds=round(time.time() - started, 1)))
+            print(json.dumps(history[-1]), flush=True)
+    return history
+
+
+def table(rows: list[dict], name: str) -> str:
+    """Markdown: one line per (variant, seed), valid-move rate at each evaluation."""
+    steps = sorted({r["step"] for r in rows})
+    lines = [f"| {name} | seed | " + " | ".join(str(s) for s in steps) + " |",
+             "|---|---|" + "---|" * len(steps)]
+    for key in dict.fromkeys((r[name], r["seed"]) for r in rows):
+        by_step = {r["step"]: r for r in rows if (r[name], r["seed"]) == key}
+        cells = [f"{by_step[s]['valid_move_rate']:.2f}" if s in by_step else "" for s in steps]
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--decoder", action="store_true", help="the decoder-alone probe")
+    parser.add_argument("--decoder-settings", default=",".join(DECODER_SETTINGS))
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--json", help="write every evaluation here (JSON lines)")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = []
+    if args.decoder:
+        names = args.decoder_settings.split(",")
+        unknown = [n for n in names if n not in DECODER_SETTINGS]
+        if unknown:
+            parser.error(f"unknown decoder settings {unknown}; choose from {list(DECODER_SETTINGS)}")
+        for name in names:
+            for seed in seeds:
+                rows += run_decoder(name, args.steps, args.eval_every, seed)
+    else:
+        names = args.variants.split(",")
+        unknown = [n for n in names if n not in VARIANTS]
+        if unknown:
+            parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+        for name in names:
+            for seed in seeds:
+                rows += run_variant(name, args.steps, args.eval_every, seed)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    print(table(rows, "setting" if args.decoder else "variant"))
+
+
+if __name__ == "__main__":
+    main()
