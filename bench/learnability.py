@@ -7,29 +7,32 @@
 Each variant trains the tiny VLM from scratch on the cold start's targets for fresh easy Swap
 boards (the same loop as `policy.sft`: AdamW, warm-up and cosine, batch 32) and answers 256
 held-out boards greedily every `--eval-every` steps. Variants (each one change to `default`,
-the fixed model and targets):
+today's model, brief prompt and targets; "a+b" combines changes):
 
+    image-first    the image before the instructions (`image_first=True`)
     full-prompt    the game's whole instructions (152 tokens) before the image instead of
                    their first sentence (`prompt_style="brief"`)
+    adam-0.95      Adam's second-moment decay at 0.95 instead of optax's default 0.999
     old-init       the model before the fix: embeddings at 1/sqrt(width), positions at 0.02,
                    output head tied to the token embeddings
     no-positions   no learned positions (rotary only, as in Qwen2-VL)
     cells          the board's cells as learned tokens in place of the image tokens
     answer-only    empty perception and think: the expert's answer is the whole target
     valid-target   a uniformly random valid swap as the target instead of the expert's
-    names-first    the rationale names the tiles before their cells ("Swap Red circle at
-                   (1, 2) with ...") instead of "Swap (1, 2) with (1, 3): Red circle, ..."
+    coordinates-first  the rationale gives the cells before the tiles' names ("Swap (1, 2)
+                   with (1, 3): Red circle and Blue square.") instead of the cold start's
+                   "Swap Red circle at (1, 2) with Blue square at (1, 3)."
     answer-weight  the think and answer tokens weigh 5x in the loss
 
 `--decoder` runs the probe without the VLM: the decoder alone reads the 16 cells as tokens and
 writes r1 c1 r2 c2 (the symbolic version of the task), at the embedding and position scales
-given by `--decoder-settings`, to show which of them the decoder needs.
+given by `--decoder-settings`, to show which of them the decoder needs; `--decoder-prefix N`
+puts N constant tokens (as a prompt would) before the cells.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 
@@ -44,8 +47,8 @@ import jaxgym
 from jaxgym import text as game_text
 from policy import episodes, model as vlm, sample, sft, tokenizer as tokenization
 
-VARIANTS = ("default", "full-prompt", "old-init", "no-positions", "cells", "answer-only", "valid-target",
-            "names-first", "answer-weight")
+VARIANTS = ("default", "image-first", "full-prompt", "adam-0.95", "old-init", "no-positions", "cells",
+            "answer-only", "valid-target", "coordinates-first", "answer-weight")
 
 OLD_INIT = dict(embed_std=None, position_std=0.02, tie_embeddings=True)
 
@@ -62,8 +65,8 @@ class CellTokens(nnx.Module):
         return self.embed(boards.reshape(boards.shape[0], -1) + 1)
 
 
-def think_text(env, board: np.ndarray, action: int, names_first: bool) -> str:
-    if names_first:
+def think_text(env, board: np.ndarray, action: int, coordinates_first: bool) -> str:
+    if not coordinates_first:
         return game_text.rationale(env, board, action)
     names = game_text.value_names(env)
     r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
@@ -71,21 +74,14 @@ def think_text(env, board: np.ndarray, action: int, names_first: bool) -> str:
             f"{names[board[r2, c2] + 1]}.")
 
 
-def target_texts(env, states, actions, variant: str) -> list[str]:
+def target_texts(env, states, actions, changes: set[str]) -> list[str]:
     boards, actions = np.asarray(states.board), np.asarray(actions)
-    if variant == "answer-only":
+    if "answer-only" in changes:
         return [game_text.response_text("", "", game_text.answer_text(env, a)) for a in actions]
     return [game_text.response_text(game_text.describe_board(env, b),
-                                    think_text(env, b, a, variant == "names-first"),
+                                    think_text(env, b, a, "coordinates-first" in changes),
                                     game_text.answer_text(env, a))
             for b, a in zip(boards, actions)]
-
-
-def loss_weights(tokenizer, response: np.ndarray, mask: np.ndarray, weight: float) -> np.ndarray:
-    """float32 mask: 1 on response tokens, `weight` from `<think>` on."""
-    think = response == tokenizer.tag_ids["<think>"]
-    after = np.cumsum(think, axis=1) > 0
-    return np.where(after, weight, 1.0).astype(np.float32) * mask
 
 
 
@@ -97,29 +93,33 @@ def random_valid_actions(key: jax.Array, legal_mask: jax.Array) -> jax.Array:
 
 def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int = 32,
                 eval_boards: int = 256, lr: float = 1e-3, quiet: bool = False) -> list[dict]:
-    """Train one variant from scratch; its held-out metrics at every evaluation."""
+    """Train one variant from scratch; its held-out metrics at every evaluation. A variant
+    may combine changes with "+" ("valid-target+answer-weight")."""
+    changes = set(variant.split("+"))
     env = jaxgym.make("swap", preset="easy")
-    games = episodes.GameSet((env,), "full" if variant == "full-prompt" else "brief")
+    games = episodes.GameSet((env,), "full" if "full-prompt" in changes else "brief",
+                             "image-first" in changes)
     tokenizer = tokenization.default()
     overrides = dict(vocab_size=tokenizer.vocab_size)
-    overrides.update(OLD_INIT if variant == "old-init" else {})
-    overrides.update(learned_positions=0) if variant == "no-positions" else None
+    overrides.update(OLD_INIT if "old-init" in changes else {})
+    overrides.update(learned_positions=0) if "no-positions" in changes else None
     model_cfg = vlm.config("tiny", **overrides)
     model = vlm.create(model_cfg, tokenizer.image_pad_id, seed)
-    if variant == "cells":
+    if "cells" in changes:
         model.visual = CellTokens(env.num_tile_types + 1, model_cfg.width, nnx.Rngs(seed))
     graphdef, params = nnx.split(model)
-    tx = sft.optimizer(sft.SFTConfig(steps=steps, lr=lr))
+    run_cfg = sft.SFTConfig(steps=steps, lr=lr, adam_b2=0.95 if "adam-0.95" in changes else 0.999,
+                            decision_weight=5.0 if "answer-weight" in changes else 1.0)
+    tx = sft.optimizer(run_cfg)
     train_step = sft.make_train_step(graphdef, tx)
     opt_state = tx.init(params)
     prompt = games.prompt(tokenizer, model_cfg, batch)
     eval_prompt = games.prompt(tokenizer, model_cfg, eval_boards)
     budget = games.response_budget(tokenizer) + 8
     held_out = games.deal(episodes.eval_key(seed), eval_boards, 3)
-    weight = 5.0 if variant == "answer-weight" else 1.0
 
     def inputs(states):
-        return states[0].board if variant == "cells" else games.draw(states)
+        return states[0].board if "cells" in changes else games.draw(states)
 
     history = []
     started = time.time()
@@ -127,10 +127,10 @@ def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int
         key = jax.random.fold_in(jax.random.key(seed), step)
         states = games.deal(key, batch, 3)
         actions = (random_valid_actions(jax.random.fold_in(key, 1), states[0].legal_action_mask)
-                   if variant == "valid-target" else episodes.expert_actions(env, states[0]))
+                   if "valid-target" in changes else episodes.expert_actions(env, states[0]))
         response, mask = episodes.pad_responses(
-            tokenizer, target_texts(env, states[0], actions, variant), budget)
-        weights = loss_weights(tokenizer, response, mask, weight)
+            tokenizer, target_texts(env, states[0], actions, changes), budget)
+        weights = sft.decision_weights(tokenizer, response, mask, run_cfg.decision_weight)
         params, opt_state, loss = train_step(params, opt_state, prompt, inputs(states),
                                              response, weights)
         if step % eval_every == 0 or step == steps:
@@ -147,7 +147,22 @@ def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int
                 seconds=round(time.time() - started, 1)))
             if not quiet:
                 tqdm.write(json.dumps(history[-1]))
+    history[-1]["think_token_loss"] = think_token_loss(
+        graphdef, params, tokenizer, eval_prompt, inputs(held_out),
+        target_texts(env, held_out[0], episodes.expert_actions(env, held_out[0]), changes), budget)
+    if not quiet:
+        tqdm.write(f"{variant}: held-out loss of each think token: {history[-1]['think_token_loss']}")
     return history
+
+
+def think_token_loss(graphdef, params, tokenizer, prompt, inputs, texts, budget) -> list:
+    """[(token text, mean NLL)] of the first <think> tokens, teacher-forced on held-out
+    targets: which tokens of the move the model has not learnt."""
+    response, mask = episodes.pad_responses(tokenizer, texts, budget)
+    nll = -np.asarray(sample.score(graphdef, params, prompt, inputs, jnp.asarray(response)))
+    start = int(np.argmax(response[0] == tokenizer.tag_ids["<think>"])) + 1
+    return [(tokenizer.decode([response[0, i]]), round(float(nll[:, i].mean()), 3))
+            for i in range(start, min(start + 16, response.shape[1]))]
 
 
 # ---- the decoder alone ---------------------------------------------------------------------
@@ -166,16 +181,18 @@ DECODER_SETTINGS = {
 
 
 def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int = 32,
-                lr: float = 1e-3) -> list[dict]:
-    """The tiny decoder on easy Swap's cells as tokens -> the expert's r1 c1 r2 c2."""
+                lr: float = 1e-3, prefix: int = 0) -> list[dict]:
+    """The tiny decoder on easy Swap's cells as tokens -> the expert's r1 c1 r2 c2, after
+    `prefix` constant tokens."""
     env = jaxgym.make("swap", preset="easy")
     embed_std, position_std, positions, tied = DECODER_SETTINGS[setting]
     cfg = vlm.config("tiny", embed_std=embed_std, position_std=position_std,
-                     learned_positions=positions, tie_embeddings=tied, vocab_size=64)
+                     learned_positions=positions, tie_embeddings=tied, vocab_size=256)
     graphdef, params = nnx.split(vlm.create(cfg, 63, seed))
     cells = env.rows * env.cols
     coords = jnp.asarray([np.asarray(env.decode_action(a)) for a in range(env.num_actions)])
     digit, start = 32, 48  # token ids: cell values from 0, digits from 32, then a start token
+    constant = jnp.asarray(64 + np.arange(prefix) % 128, jnp.int32)  # the prompt stand-in
 
     def forward(params, tokens):
         model = nnx.merge(graphdef, params)
@@ -190,10 +207,12 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
                 coords[jax.vmap(env.expert_action)(states)])
 
     def sequence(boards, written):
-        return jnp.concatenate([boards, jnp.full((boards.shape[0], 1), start), written + digit], 1)
+        n = boards.shape[0]
+        return jnp.concatenate([jnp.broadcast_to(constant, (n, prefix)), boards,
+                                jnp.full((n, 1), start), written + digit], 1)
 
     def loss_fn(params, boards, moves):
-        logits = forward(params, sequence(boards, moves[:, :3]))[:, cells:]
+        logits = forward(params, sequence(boards, moves[:, :3]))[:, prefix + cells:]
         logp = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(logp, (moves + digit)[..., None], 2))
 
@@ -222,7 +241,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         params, opt_state, loss = update(params, opt_state,
                                          jax.random.fold_in(jax.random.key(seed), step))
         if step % eval_every == 0 or step == steps:
-            history.append(dict(setting=setting, seed=seed, step=step,
+            history.append(dict(setting=setting, prefix=prefix, seed=seed, step=step,
                                 loss=round(float(loss), 4),
                                 valid_move_rate=round(float(greedy_valid(params, boards, legal)), 3),
                                 seconds=round(time.time() - started, 1)))
@@ -249,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--decoder", action="store_true", help="the decoder-alone probe")
     parser.add_argument("--decoder-settings", default=",".join(DECODER_SETTINGS))
+    parser.add_argument("--decoder-prefix", type=int, default=0,
+                        help="constant tokens before the cells (the decoder probe)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", default="0")
@@ -263,10 +284,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown decoder settings {unknown}; choose from {list(DECODER_SETTINGS)}")
         for name in names:
             for seed in seeds:
-                rows += run_decoder(name, args.steps, args.eval_every, seed)
+                rows += run_decoder(name, args.steps, args.eval_every, seed,
+                                    prefix=args.decoder_prefix)
     else:
         names = args.variants.split(",")
-        unknown = [n for n in names if n not in VARIANTS]
+        unknown = [n for n in names if not set(n.split("+")) <= set(VARIANTS)]
         if unknown:
             parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
         for name in names:

@@ -64,20 +64,17 @@ def draw(env: Env, states: State) -> jax.Array:
     return render.frames(env, states)
 
 
-def prompt_ids(env: Env, tokenizer: GameTokenizer, cfg: ModelConfig) -> list[int]:
+def prompt_ids(env: Env, tokenizer: GameTokenizer, cfg: ModelConfig, style: str = "full",
+               image_first: bool = False) -> list[int]:
     """The tokens before the response for this game (one placeholder per image token)."""
-    return tokenizer.prompt_ids(game_text.prompt(env), cfg.num_image_tokens(render.frame_shape(env)))
+    return tokenizer.prompt_ids(game_text.prompt(env, style),
+                                cfg.num_image_tokens(render.frame_shape(env)), image_first)
 
 
-def prompt_batch(env: Env, tokenizer: GameTokenizer, cfg: ModelConfig, batch: int) -> Prompt:
-    """The same prompt for `batch` boards: the game's instructions once, each board's image
-    part after them."""
-    prefix, rest = tokenizer.prompt_parts(
-        game_text.prompt(env), cfg.num_image_tokens(render.frame_shape(env)))
-    rest = jnp.tile(jnp.asarray(rest, jnp.int32)[None], (batch, 1))
-    return Prompt(prefix=jnp.asarray(prefix, jnp.int32)[None],
-                  prefix_valid=jnp.ones((1, len(prefix)), bool), tokens=rest,
-                  valid=jnp.ones(rest.shape, bool), group=jnp.zeros((batch,), jnp.int32))
+def prompt_batch(env: Env, tokenizer: GameTokenizer, cfg: ModelConfig, batch: int,
+                 style: str = "full", image_first: bool = False) -> Prompt:
+    """The same prompt for `batch` boards (`GameSet.prompt` of this one game)."""
+    return GameSet((env,), style, image_first).prompt(tokenizer, cfg, batch)
 
 
 # ---- target responses ------------------------------------------------------------------------
@@ -141,13 +138,15 @@ class GameSet:
 
     envs: tuple[Env, ...]
     prompt_style: str = "full"  # `jaxgym.text.prompt`'s style: "full" or "brief"
+    image_first: bool = False  # the image before the instructions (`prompt_parts`)
 
     @staticmethod
-    def make(game: str, board_preset: str | None = None,
-             prompt_style: str = "full") -> "GameSet":
+    def make(game: str, board_preset: str | None = None, prompt_style: str = "full",
+             image_first: bool = False) -> "GameSet":
         """`game` ("mix": every game) at `board_preset`."""
         names = sorted(jaxgym.list_games()) if game == "mix" else [game]
-        return GameSet(tuple(jaxgym.make(name, board_preset) for name in names), prompt_style)
+        return GameSet(tuple(jaxgym.make(name, board_preset) for name in names), prompt_style,
+                       image_first)
 
     @property
     def single(self) -> bool:
@@ -179,20 +178,16 @@ class GameSet:
         return _mix_frames(self.multigame(sum(len(s.board) for s in states)), states)
 
     def prompt(self, tokenizer: GameTokenizer, cfg: ModelConfig, batch: int) -> Prompt:
-        """Each board's game's instructions (one prefix row per game, left-padded), then the
-        image part, which is the same for all games on one canvas."""
+        """Each board's game's shared part (one prefix row per game) and its own part (the
+        image, and the instructions too if `image_first`), both left-padded."""
         image_tokens = cfg.num_image_tokens(self.frame_shape())
-        parts = [tokenizer.prompt_parts(game_text.prompt(env, self.prompt_style), image_tokens)
-                 for env in self.envs]
-        width = max(len(prefix) for prefix, _ in parts)
-        prefix = np.full((len(parts), width), tokenizer.pad_id, np.int32)
-        prefix_valid = np.zeros((len(parts), width), bool)
-        for g, (ids, _) in enumerate(parts):
-            prefix[g, width - len(ids):], prefix_valid[g, width - len(ids):] = ids, True
-        rest = jnp.tile(jnp.asarray(parts[0][1], jnp.int32)[None], (batch, 1))
+        parts = [tokenizer.prompt_parts(game_text.prompt(env, self.prompt_style), image_tokens,
+                                        self.image_first) for env in self.envs]
+        prefix, prefix_valid = _left_padded([p for p, _ in parts], tokenizer.pad_id)
         group = np.repeat(np.arange(len(self.envs)), self.counts(batch)).astype(np.int32)
-        return Prompt(jnp.asarray(prefix), jnp.asarray(prefix_valid), rest,
-                      jnp.ones(rest.shape, bool), jnp.asarray(group))
+        rest, valid = _left_padded([r for _, r in parts], tokenizer.pad_id)
+        return Prompt(jnp.asarray(prefix), jnp.asarray(prefix_valid), jnp.asarray(rest[group]),
+                      jnp.asarray(valid[group]), jnp.asarray(group))
 
     def repeat(self, states: tuple[State, ...], n: int) -> tuple[State, ...]:
         """Every board n times in a row (GRPO's groups), game order kept."""
@@ -219,6 +214,16 @@ class GameSet:
 
     def response_budget(self, tokenizer: GameTokenizer) -> int:
         return max(response_budget(env, tokenizer) for env in self.envs)
+
+
+def _left_padded(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(int32[R, width] rows, right-aligned, bool[R, width] which entries are real)."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, np.int32)
+    valid = np.zeros((len(rows), width), bool)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):], valid[i, width - len(r):] = r, True
+    return ids, valid
 
 
 @functools.partial(jax.jit, static_argnames=("mix",))

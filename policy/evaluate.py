@@ -64,7 +64,9 @@ class ModelPolicy:
                    temperature, settings)
 
     def respond(self, env, states, frames, key) -> tuple[jax.Array, jax.Array]:
-        prompt = episodes.prompt_batch(env, self.tokenizer, self.model_cfg, frames.shape[0])
+        prompt = episodes.prompt_batch(env, self.tokenizer, self.model_cfg, frames.shape[0],
+                                       self.settings.get("prompt_style", "full"),
+                                       self.settings.get("image_first", False))
         samples = sample.generate(self.graphdef, self.params, prompt, frames, key,
                                   self.temperature, max_new_tokens=self.budget,
                                   eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id)

@@ -30,6 +30,7 @@ from flax import nnx
 from tqdm import tqdm
 
 import jaxgym
+from jaxgym import text as game_text
 from policy import checkpoint, episodes, model as vlm, sample, tokenizer as tokenization
 
 
@@ -40,11 +41,16 @@ class SFTConfig:
     model: str = "tiny"
     model_overrides: dict = dataclasses.field(default_factory=dict)  # e.g. {"depth": 2}
     variant: str = "cold"  # "cold" (G1 cold start) or "base" (format only, G0's start)
+    prompt_style: str = "full"  # the game's instructions: "full", or "brief" (first sentence)
+    image_first: bool = False  # the image before the instructions
     steps: int = 500
     batch: int = 32
     lr: float = 1e-3
     warmup: float = 0.05  # fraction of the steps
     weight_decay: float = 0.01
+    adam_b2: float = 0.999  # Adam's second-moment decay (bench.learnability varies it)
+    # Weight of the <think> and <answer> tokens in the loss, relative to the perception tokens.
+    decision_weight: float = 1.0
     max_random_moves: int = 3
     eval_every: int = 100
     eval_boards: int = 64
@@ -58,13 +64,19 @@ class SFTConfig:
             raise ValueError("steps, batch and eval_boards must be positive")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if not 0 < self.adam_b2 < 1 or self.decision_weight <= 0:
+            raise ValueError("adam_b2 must be in (0, 1) and decision_weight positive")
+        if self.prompt_style not in game_text.PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {game_text.PROMPT_STYLES}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # this 2-core CPU: the tiny model on easy boards, well inside 15 minutes
-    "cpu": dict(model="tiny", board_preset="easy", steps=500, batch=32, lr=1e-3),
+    "cpu": dict(model="tiny", board_preset="easy", steps=500, batch=32, lr=1e-3,
+                prompt_style="brief"),
     # one GPU: a larger model, larger batches
     "gpu": dict(model="small", board_preset="easy", steps=1500, batch=256, lr=5e-4,
+                prompt_style="brief",
                 eval_every=500, eval_boards=256, save_every=500),
 }
 
@@ -72,27 +84,35 @@ PRESETS: dict[str, dict[str, Any]] = {
 # ---- the update ----------------------------------------------------------------------------
 
 
+OPTIMIZER_FIELDS = ("lr", "warmup", "steps", "weight_decay", "adam_b2")
+
+
 def optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
     warmup = int(cfg.warmup * cfg.steps)
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, cfg.steps,
                                                   end_value=cfg.lr * 0.05)
     return optax.chain(optax.clip_by_global_norm(1.0),
-                       optax.adamw(schedule, weight_decay=cfg.weight_decay))
+                       optax.adamw(schedule, b2=cfg.adam_b2, weight_decay=cfg.weight_decay))
 
 
 def response_loss(model: nnx.Module, prompt: sample.Prompt, frames, response,
                   mask) -> jax.Array:
-    """Mean negative log-likelihood of the response tokens under mask."""
+    """Negative log-likelihood of the response tokens, averaged with weights `mask`
+    (bool or float32[B, N])."""
     logprobs = sample.token_logprobs(model, prompt, frames, response)
     return -jnp.sum(logprobs * mask) / jnp.maximum(jnp.sum(mask), 1)
 
 
+def compiled_train_step(graphdef: nnx.GraphDef, cfg: SFTConfig):
+    """`make_train_step` with `optimizer(cfg)`, built once per model structure and optimiser
+    settings (every field `optimizer` reads), so that runs alike (a resumed run, tests) share
+    one compilation."""
+    return _compiled_train_step(graphdef, tuple(getattr(cfg, f) for f in OPTIMIZER_FIELDS))
+
+
 @functools.lru_cache(maxsize=16)
-def compiled_train_step(graphdef: nnx.GraphDef, lr: float, warmup: float, steps: int,
-                        weight_decay: float):
-    """`make_train_step` with `optimizer`'s settings, built once per model structure and
-    settings, so that runs alike (a resumed run, tests) share one compilation."""
-    cfg = SFTConfig(lr=lr, warmup=warmup, steps=steps, weight_decay=weight_decay)
+def _compiled_train_step(graphdef: nnx.GraphDef, settings: tuple):
+    cfg = SFTConfig(**dict(zip(OPTIMIZER_FIELDS, settings)))
     return make_train_step(graphdef, optimizer(cfg))
 
 
@@ -135,9 +155,19 @@ def greedy_metrics(games: episodes.GameSet, tokenizer, graphdef, params, model_c
 
 
 def targets(cfg: SFTConfig, games: episodes.GameSet, tokenizer, states, key, budget):
+    """(int32[B, budget] response ids, float32[B, budget] loss weights: 0 on padding,
+    `decision_weight` from `<think>` on, 1 before)."""
     texts = (games.cold_start_texts(states) if cfg.variant == "cold"
              else games.base_texts(key, cfg.batch))
-    return episodes.pad_responses(tokenizer, texts, budget)
+    response, mask = episodes.pad_responses(tokenizer, texts, budget)
+    return response, decision_weights(tokenizer, response, mask, cfg.decision_weight)
+
+
+def decision_weights(tokenizer, response: np.ndarray, mask: np.ndarray,
+                     weight: float) -> np.ndarray:
+    """float32[B, N]: mask, times `weight` from each response's `<think>` token on."""
+    after_think = np.cumsum(response == tokenizer.tag_ids["<think>"], axis=1) > 0
+    return np.where(after_think, weight, 1.0).astype(np.float32) * mask
 
 
 def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
@@ -145,7 +175,7 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     """Run the cold start; returns the last held-out metrics. Leaves a checkpoint in `out`.
     `stop_after`: stop (with a checkpoint) after that many steps, as if interrupted; Ctrl-C
     also saves a checkpoint before it stops the run."""
-    games = episodes.GameSet.make(cfg.game, cfg.board_preset)
+    games = episodes.GameSet.make(cfg.game, cfg.board_preset, cfg.prompt_style, cfg.image_first)
     games.counts(cfg.batch), games.counts(cfg.eval_boards)  # ValueError unless they split
     tokenizer = tokenization.default()
     model_cfg = vlm.config(cfg.model, **{"vocab_size": tokenizer.vocab_size,
@@ -155,7 +185,8 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     opt_state = tx.init(params)
     budget = games.response_budget(tokenizer)
     settings = dict(kind="sft", sft=dataclasses.asdict(cfg), model=dataclasses.asdict(model_cfg),
-                    response_budget=budget)
+                    response_budget=budget, prompt_style=cfg.prompt_style,
+                    image_first=cfg.image_first)
     start = 0
     if resume and checkpoint.latest_step(out) is not None:
         saved = checkpoint.load_settings(out)
@@ -170,7 +201,7 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
               f"{vlm.num_params(nnx.merge(graphdef, params)):,} parameters ({cfg.model}), "
               f"{cfg.steps} steps x {cfg.batch} boards, responses up to {budget} tokens")
 
-    train_step = compiled_train_step(graphdef, cfg.lr, cfg.warmup, cfg.steps, cfg.weight_decay)
+    train_step = compiled_train_step(graphdef, cfg)
     prompt = games.prompt(tokenizer, model_cfg, cfg.batch)
     held_out = games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
     log_path = os.path.join(out, "sft_metrics.jsonl")

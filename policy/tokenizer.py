@@ -155,18 +155,25 @@ class GameTokenizer:
                 "corpus given to policy.tokenizer.build)")
         return ids
 
-    def prompt_parts(self, prompt: str, num_image_tokens: int) -> tuple[list[int], list[int]]:
-        """The model's input before its response, in two parts: the instructions
-        `<|im_start|>` + prompt, the same for every board of a game (so the model computes
-        them once per batch), then the image `<|vision_start|>` + one `<|image_pad|>` per image
-        token + `<|vision_end|>` and the turn change `<|im_end|><|im_start|>`."""
+    def prompt_parts(self, prompt: str, num_image_tokens: int,
+                     image_first: bool = False) -> tuple[list[int], list[int]]:
+        """The model's input before its response, in two parts: what every board of a game
+        shares (the model computes it once per batch), then each board's own part. By default
+        the shared part is `<|im_start|>` + the instructions, and each board's the image
+        `<|vision_start|>` + one `<|image_pad|>` per image token + `<|vision_end|>`, then the
+        turn change `<|im_end|><|im_start|>`. `image_first`: the image comes before the
+        instructions (Qwen2-VL's usual order), so only `<|im_start|>` is shared."""
         image = [self.vision_start_id] + [self.image_pad_id] * num_image_tokens
-        return ([self.im_start_id] + self.encode(prompt),
-                image + [self.vision_end_id, self.eos_id, self.im_start_id])
+        image += [self.vision_end_id]
+        instructions, turn = self.encode(prompt), [self.eos_id, self.im_start_id]
+        if image_first:
+            return [self.im_start_id], image + instructions + turn
+        return [self.im_start_id] + instructions, image + turn
 
-    def prompt_ids(self, prompt: str, num_image_tokens: int) -> list[int]:
+    def prompt_ids(self, prompt: str, num_image_tokens: int,
+                   image_first: bool = False) -> list[int]:
         """`prompt_parts` joined: the whole input before the response."""
-        prefix, rest = self.prompt_parts(prompt, num_image_tokens)
+        prefix, rest = self.prompt_parts(prompt, num_image_tokens, image_first)
         return prefix + rest
 
     def decode(self, ids: Sequence[int]) -> str:

@@ -333,7 +333,6 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
     after that many steps, as if interrupted."""
     maybe_initialize_distributed()
     mesh = data_mesh()
-    games = episodes.GameSet.make(cfg.game, cfg.board_preset)
     os.makedirs(run_dir, exist_ok=True)
     settings = dict(kind="train", train=dataclasses.asdict(cfg))
     start = checkpoint.latest_step(run_dir) if resume else None
@@ -346,7 +345,13 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
         raise ValueError(f"{run_dir} already holds a checkpoint; pass --resume or another folder")
     graphdef, ref_params, tokenizer, model_cfg, budget, init = starting_policy(
         cfg, run_dir, init, quiet)
-    settings.update(init=init, model=dataclasses.asdict(model_cfg), response_budget=budget)
+    # the starting policy's instructions: the prompt it was trained with stays its prompt
+    init_settings = checkpoint.load_settings(init)
+    prompt_style = init_settings.get("prompt_style", "full")
+    image_first = init_settings.get("image_first", False)
+    games = episodes.GameSet.make(cfg.game, cfg.board_preset, prompt_style, image_first)
+    settings.update(init=init, model=dataclasses.asdict(model_cfg), response_budget=budget,
+                    prompt_style=prompt_style, image_first=image_first)
     trainer = Trainer(cfg, games, graphdef, tokenizer, model_cfg, budget, mesh)
     ref_params = jax.device_put(ref_params, trainer.replicated)
     params, opt_state = ref_params, jax.device_put(trainer.tx.init(ref_params), trainer.replicated)

@@ -15,7 +15,7 @@ from policy import checkpoint, episodes, evaluate, model as vlm, sft, tokenizer 
 SMALL = dict(vocab_size=tokenization.default().vocab_size, width=32, depth=1, heads=2,
              kv_heads=1, mlp_width=64, vision_width=16, vision_depth=1, vision_heads=1,
              vision_mlp=32, learned_positions=256)
-CFG = sft.SFTConfig(steps=6, batch=4, lr=3e-3, eval_every=6, eval_boards=4, save_every=3,
+CFG = sft.SFTConfig(steps=6, batch=4, lr=1e-2, eval_every=6, eval_boards=4, save_every=3,
                     model_overrides=SMALL, max_random_moves=1)
 
 
