@@ -27,7 +27,7 @@ today's model, brief prompt and targets; "a+b" combines changes):
 `--decoder` runs the probe without the VLM: the decoder alone reads the 16 cells as tokens and
 writes r1 c1 r2 c2 (the symbolic version of the task), at the embedding and position scales
 given by `--decoder-settings`, to show which of them the decoder needs; `--decoder-prefix N`
-puts N constant tokens (as a prompt would) before the cells.
+puts N constant tokens (as a prompt would) before the cells, `--decoder-between N` after them.
 """
 
 from __future__ import annotations
@@ -181,9 +181,9 @@ DECODER_SETTINGS = {
 
 
 def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int = 32,
-                lr: float = 1e-3, prefix: int = 0) -> list[dict]:
-    """The tiny decoder on easy Swap's cells as tokens -> the expert's r1 c1 r2 c2, after
-    `prefix` constant tokens."""
+                lr: float = 1e-3, prefix: int = 0, between: int = 0) -> list[dict]:
+    """The tiny decoder on easy Swap's cells as tokens -> the expert's r1 c1 r2 c2, with
+    `prefix` constant tokens before the cells and `between` after them."""
     env = jaxgym.make("swap", preset="easy")
     embed_std, position_std, positions, tied = DECODER_SETTINGS[setting]
     cfg = vlm.config("tiny", embed_std=embed_std, position_std=position_std,
@@ -192,7 +192,8 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
     cells = env.rows * env.cols
     coords = jnp.asarray([np.asarray(env.decode_action(a)) for a in range(env.num_actions)])
     digit, start = 32, 48  # token ids: cell values from 0, digits from 32, then a start token
-    constant = jnp.asarray(64 + np.arange(prefix) % 128, jnp.int32)  # the prompt stand-in
+    before = jnp.asarray(64 + np.arange(prefix) % 128, jnp.int32)  # the prompt stand-in
+    after = jnp.asarray(192 + np.arange(between) % 64, jnp.int32)
 
     def forward(params, tokens):
         model = nnx.merge(graphdef, params)
@@ -208,11 +209,12 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
 
     def sequence(boards, written):
         n = boards.shape[0]
-        return jnp.concatenate([jnp.broadcast_to(constant, (n, prefix)), boards,
+        return jnp.concatenate([jnp.broadcast_to(before, (n, prefix)), boards,
+                                jnp.broadcast_to(after, (n, between)),
                                 jnp.full((n, 1), start), written + digit], 1)
 
     def loss_fn(params, boards, moves):
-        logits = forward(params, sequence(boards, moves[:, :3]))[:, prefix + cells:]
+        logits = forward(params, sequence(boards, moves[:, :3]))[:, prefix + cells + between:]
         logp = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(logp, (moves + digit)[..., None], 2))
 
@@ -241,7 +243,8 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         params, opt_state, loss = update(params, opt_state,
                                          jax.random.fold_in(jax.random.key(seed), step))
         if step % eval_every == 0 or step == steps:
-            history.append(dict(setting=setting, prefix=prefix, seed=seed, step=step,
+            history.append(dict(setting=setting, prefix=prefix, between=between, seed=seed,
+                                step=step,
                                 loss=round(float(loss), 4),
                                 valid_move_rate=round(float(greedy_valid(params, boards, legal)), 3),
                                 seconds=round(time.time() - started, 1)))
@@ -270,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decoder-settings", default=",".join(DECODER_SETTINGS))
     parser.add_argument("--decoder-prefix", type=int, default=0,
                         help="constant tokens before the cells (the decoder probe)")
+    parser.add_argument("--decoder-between", type=int, default=0,
+                        help="constant tokens between the cells and the answer")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", default="0")
@@ -285,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             for seed in seeds:
                 rows += run_decoder(name, args.steps, args.eval_every, seed,
-                                    prefix=args.decoder_prefix)
+                                    prefix=args.decoder_prefix, between=args.decoder_between)
     else:
         names = args.variants.split(",")
         unknown = [n for n in names if not set(n.split("+")) <= set(VARIANTS)]

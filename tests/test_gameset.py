@@ -42,6 +42,17 @@ def test_each_board_of_a_mix_gets_its_own_games_prompt():
     assert np.asarray(prompt.group).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+def test_image_first_prompts_are_left_padded_per_game():
+    mix = episodes.GameSet(MIX.envs, "brief", image_first=True)
+    prompt = mix.prompt(TOK, CFG, 8)
+    n_image = CFG.num_image_tokens(mix.frame_shape())
+    for i, g in enumerate(np.asarray(prompt.group)):
+        own = np.asarray(prompt.tokens[i])[np.asarray(prompt.valid[i])].tolist()
+        expected = TOK.prompt_ids(jaxgym.text.prompt(mix.envs[g], "brief"), n_image, True)
+        assert np.asarray(prompt.prefix[g]).tolist() + own == expected
+    assert not np.asarray(prompt.valid).all()  # the games' instructions differ in length
+
+
 def test_a_mix_draws_on_one_canvas_and_scores_by_game():
     pair = episodes.GameSet((jaxgym.make("2048", "easy"), jaxgym.make("swap", "easy")))
     states = pair.deal(jax.random.key(0), 4)

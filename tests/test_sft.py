@@ -35,6 +35,16 @@ def test_training_lowers_the_loss(run_dir):
         assert name in lines[-1]
 
 
+def test_decision_weights_weigh_think_and_answer():
+    tok = tokenization.default()
+    text = jaxgym.text.response_text("Red circle", "Swap.", "(0, 0) (0, 1)")
+    ids, mask = episodes.pad_responses(tok, [text], 32)
+    weights = sft.decision_weights(tok, ids, mask, 5.0)[0]
+    think = ids[0].tolist().index(tok.tag_ids["<think>"])
+    assert (weights[:think] == 1).all() and (weights[think:mask.sum()] == 5).all()
+    assert (weights[mask.sum():] == 0).all()
+
+
 def initial_loss():
     env = jaxgym.make(CFG.game, CFG.board_preset)
     tok = tokenization.default()

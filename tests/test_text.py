@@ -21,6 +21,16 @@ def test_prompt_names_the_board_and_the_answer_format():
         assert f"<{tag}>" in prompt
 
 
+def test_brief_prompt_is_the_first_sentence():
+    for game in jaxgym.list_games():
+        env = jaxgym.make(game, "easy")
+        brief = text.prompt(env, "brief")
+        assert text.prompt(env).startswith(brief[:-1]) and brief.endswith("grid.")
+        assert "<answer>" not in brief
+    with pytest.raises(ValueError, match="prompt style"):
+        text.prompt(ENV, "short")
+
+
 def test_perception_lists_every_cell_by_name(key):
     board = np.array([[0, 0, 1, 2, 3], [5, 4, 0, 1, 2], [2, 3, 4, 5, 0], [1, 2, 3, 4, 5]])
     state = ENV.from_board(board, key)

@@ -74,6 +74,10 @@ def test_prompt_ids_layout():
     assert rest[0] == TOK.vision_start_id and rest[1:5] == [TOK.image_pad_id] * 4
     assert rest[5:] == [TOK.vision_end_id, TOK.eos_id, TOK.im_start_id]
     assert TOK.prompt_ids("Red circle", 4) == prefix + rest
+    first, own = TOK.prompt_parts("Red circle", 4, image_first=True)  # the image, then text
+    assert first == [TOK.im_start_id]
+    assert own == rest[:6] + TOK.encode("Red circle") + rest[6:]
+    assert TOK.prompt_ids("Red circle", 4, image_first=True) == first + own
 
 
 def test_decode_response_stops_at_end_of_turn_and_drops_padding():
