@@ -272,11 +272,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", default="cold", choices=("cold", "base"))
     parser.add_argument("--out", required=True, help="checkpoint folder")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--prompt-style", choices=game_text.PROMPT_STYLES, default=None,
+                        help="the game's instructions: full, or brief (first sentence; the "
+                             "presets' choice)")
+    parser.add_argument("--image-first", action="store_true",
+                        help="show the image before the instructions")
     for name, kind in (("steps", int), ("batch", int), ("lr", float), ("seed", int),
                        ("model", str), ("eval-every", int), ("eval-boards", int)):
         parser.add_argument(f"--{name}", type=kind, default=None)
     args = parser.parse_args(argv)
-    options = dict(PRESETS[args.preset], game=args.game, variant=args.variant)
+    options = dict(PRESETS[args.preset], game=args.game, variant=args.variant,
+                   image_first=args.image_first)
+    if args.prompt_style is not None:
+        options["prompt_style"] = args.prompt_style
     for name in ("board_preset", "steps", "batch", "lr", "seed", "model", "eval_every",
                  "eval_boards"):
         if getattr(args, name) is not None:

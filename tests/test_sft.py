@@ -61,6 +61,8 @@ def initial_loss():
 def test_checkpoint_round_trip_is_exact(run_dir, tmp_path):
     graphdef, params, tok, model_cfg, settings = sft.load_policy(run_dir)
     assert settings["sft"]["steps"] == CFG.steps and model_cfg.width == SMALL["width"]
+    # the prompt layout travels with the policy, so evaluation and RL show it the same prompt
+    assert (settings["prompt_style"], settings["image_first"]) == ("full", False)
     tree = {"params": params, "extra": {"marker": np.arange(3)}}
     checkpoint.save(str(tmp_path), 7, tree, settings, tok)
     back = checkpoint.restore(str(tmp_path), 7, tree)
