@@ -47,8 +47,8 @@ import jaxgym
 from jaxgym import text as game_text
 from policy import episodes, model as vlm, sample, sft, tokenizer as tokenization
 
-VARIANTS = ("default", "image-first", "full-prompt", "adam-0.95", "old-init", "no-positions", "cells",
-            "answer-only", "valid-target", "coordinates-first", "answer-weight")
+VARIANTS = ("default", "image-first", "full-prompt", "adam-0.95", "old-init", "no-positions",
+            "cells", "answer-only", "valid-target", "coordinates-first", "answer-weight")
 
 OLD_INIT = dict(embed_std=None, position_std=0.02, tie_embeddings=True)
 
@@ -82,7 +82,6 @@ def target_texts(env, states, actions, changes: set[str]) -> list[str]:
                                     think_text(env, b, a, "coordinates-first" in changes),
                                     game_text.answer_text(env, a))
             for b, a in zip(boards, actions)]
-
 
 
 @jax.jit
