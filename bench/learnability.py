@@ -23,6 +23,7 @@ today's model, brief prompt and targets; "a+b" combines changes):
                    with (1, 3): Red circle and Blue square.") instead of the cold start's
                    "Swap Red circle at (1, 2) with Blue square at (1, 3)."
     answer-weight  the think and answer tokens weigh 5x in the loss
+    recency        the decoder's ALiBi-style recency bias (`ModelConfig.recency_bias`)
 
 `--decoder` runs the probe without the VLM: the decoder alone reads the 16 cells as tokens and
 writes r1 c1 r2 c2 (the symbolic version of the task), at the embedding and position scales
@@ -48,7 +49,8 @@ from jaxgym import text as game_text
 from policy import episodes, model as vlm, sample, sft, tokenizer as tokenization
 
 VARIANTS = ("default", "image-first", "full-prompt", "adam-0.95", "old-init", "no-positions",
-            "cells", "answer-only", "valid-target", "coordinates-first", "answer-weight")
+            "cells", "answer-only", "valid-target", "coordinates-first", "answer-weight",
+            "recency")
 
 OLD_INIT = dict(embed_std=None, position_std=0.02, tie_embeddings=True)
 
@@ -102,6 +104,7 @@ def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int
     overrides = dict(vocab_size=tokenizer.vocab_size)
     overrides.update(OLD_INIT if "old-init" in changes else {})
     overrides.update(learned_positions=0) if "no-positions" in changes else None
+    overrides.update(recency_bias=True) if "recency" in changes else None
     model_cfg = vlm.config("tiny", **overrides)
     model = vlm.create(model_cfg, tokenizer.image_pad_id, seed)
     if "cells" in changes:
@@ -167,15 +170,17 @@ def think_token_loss(graphdef, params, tokenizer, prompt, inputs, texts, budget)
 # ---- the decoder alone ---------------------------------------------------------------------
 
 DECODER_SETTINGS = {
-    # name: (embed_std, position_std, learned_positions, tie_embeddings)
-    "qwen-init": (None, 0.02, 1024, True),
-    "rotary-only": (None, 0.02, 0, True),
-    "positions-0.088": (None, 0.088, 1024, True),
-    "positions-0.088-untied": (None, 0.088, 1024, False),
-    "positions-0.33": (None, 0.33, 1024, True),
-    "embed-0.33-tied": (0.33, 0.33, 1024, True),
-    "embed-1.0": (1.0, 1.0, 1024, False),
-    "embed-0.33 (fixed)": (0.33, 0.33, 1024, False),
+    # name: ModelConfig overrides of the tiny size
+    "qwen-init": dict(embed_std=None, position_std=0.02, tie_embeddings=True),
+    "rotary-only": dict(embed_std=None, learned_positions=0, tie_embeddings=True),
+    "positions-0.088": dict(embed_std=None, position_std=0.088, tie_embeddings=True),
+    "positions-0.088-untied": dict(embed_std=None, position_std=0.088),
+    "positions-0.33": dict(embed_std=None, tie_embeddings=True),
+    "embed-0.33-tied": dict(tie_embeddings=True),
+    "embed-1.0": dict(embed_std=1.0, position_std=1.0),
+    "embed-0.33 (fixed)": dict(),
+    "recency": dict(recency_bias=True),
+    "recency-rotary-only": dict(recency_bias=True, learned_positions=0),
 }
 
 
@@ -184,9 +189,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
     """The tiny decoder on easy Swap's cells as tokens -> the expert's r1 c1 r2 c2, with
     `prefix` constant tokens before the cells and `between` after them."""
     env = jaxgym.make("swap", preset="easy")
-    embed_std, position_std, positions, tied = DECODER_SETTINGS[setting]
-    cfg = vlm.config("tiny", embed_std=embed_std, position_std=position_std,
-                     learned_positions=positions, tie_embeddings=tied, vocab_size=256)
+    cfg = vlm.config("tiny", vocab_size=256, **DECODER_SETTINGS[setting])
     graphdef, params = nnx.split(vlm.create(cfg, 63, seed))
     cells = env.rows * env.cols
     coords = jnp.asarray([np.asarray(env.decode_action(a)) for a in range(env.num_actions)])
@@ -198,7 +201,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         model = nnx.merge(graphdef, params)
         positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
         x = model.add_positions(model.model.embed_tokens(tokens), positions)
-        x, _ = model._layers(x, positions, None, 0, jnp.ones(tokens.shape, bool))
+        x, _ = model._layers(x, positions, None, 0, jnp.ones(tokens.shape, bool), positions)
         return model.logits(x)
 
     def boards_and_moves(key, n):

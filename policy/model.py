@@ -59,6 +59,11 @@ class ModelConfig:
     # embeddings far below that are swamped after the first layer (docs/learnability.md).
     embed_std: float | None = 0.33
     position_std: float = 0.33
+    # ALiBi-style recency bias on the decoder's attention scores: head h subtracts
+    # slope_h * distance, slopes 2^-8/H ... 2^-8, so some heads start local and others global.
+    # Without it, fixed prompt tokens before the board dilute every head's attention at
+    # init and a move is never learnt (docs/learnability.md). No parameters; off for Qwen2-VL.
+    recency_bias: bool = False
     norm_eps: float = 1e-6
     tie_embeddings: bool = False
     dtype: str = "float32"  # compute dtype; parameters stay float32
@@ -254,9 +259,9 @@ class Attention(nnx.Module):
         self.o_proj = nnx.Linear(cfg.heads * hd, cfg.width, use_bias=False, dtype=cfg.dtype,
                                  rngs=rngs)
 
-    def __call__(self, x, positions, buffer, start, key_valid, context=None):
+    def __call__(self, x, positions, buffer, start, key_valid, key_positions, context=None):
         """x: [B, S, width]; positions: int32[B, S]; buffer: (k, v) each [B, kv_heads, M, hd]
-        or None (then M = S, start = 0); key_valid: bool[B, M]. context: None or (k, v, valid)
+        or None (then M = S, start = 0); key_valid: bool[B, M]; key_positions: int32[B, M]. context: None or (k, v, valid)
         of a prefix every query sees before the buffer: k, v [C, kv_heads, P, hd], valid
         bool[C, P], with C = B or C = 1 (one prefix shared by the batch, never copied).
         Returns (out, (k, v)): the buffer with this call's keys and values written in.
@@ -275,18 +280,33 @@ class Attention(nnx.Module):
         allowed = (jnp.arange(k.shape[2])[None, :] <= query_slot[:, None])[None] & key_valid[:, None]
         group = cfg.heads // cfg.kv_heads
         q = q.reshape(b, s, cfg.kv_heads, group, cfg.head_dim).transpose(0, 2, 3, 1, 4)
-        out = self._attend(q / np.sqrt(cfg.head_dim), k, v, allowed, context)  # [B, kv, g, S, d]
+        bias = self._recency(positions, key_positions, context) if cfg.recency_bias else None
+        out = self._attend(q / np.sqrt(cfg.head_dim), k, v, allowed, context, bias)  # [B, kv, g, S, d]
         out = out.transpose(0, 3, 1, 2, 4).reshape(b, s, cfg.heads * cfg.head_dim)
         return self.o_proj(out), (k, v)
 
+    def _recency(self, positions, key_positions, context):
+        """(context bias float32[B, kv, g, S, P] or None, buffer bias float32[B, kv, g, S, M]):
+        -slope_h * (query position - key position)."""
+        slopes = jnp.asarray(recency_slopes(self.cfg.heads)).reshape(self.cfg.kv_heads, -1)
+
+        def bias(keys):  # keys: int32[B or 1, K] -> [B, kv, g, S, K]
+            distance = (positions[:, :, None] - keys[:, None, :]).astype(jnp.float32)
+            return -slopes[None, :, :, None, None] * distance[:, None, None]
+
+        return (None if context is None else bias(positions_of(context[2]))), bias(key_positions)
+
     @staticmethod
-    def _attend(q, k, v, allowed, context):
+    def _attend(q, k, v, allowed, context, bias=None):
         """q: [B, kv, g, S, d] (scaled); k, v: [B, kv, M, d]; allowed: bool[B, S, M]
         -> [B, kv, g, S, d]. Keys are laid out [context | buffer] under one softmax; a context
-        shared by the batch (C = 1) is a plain matmul, never broadcast to B."""
+        shared by the batch (C = 1) is a plain matmul, never broadcast to B. bias: None or
+        (context bias, buffer bias) added to the scores."""
         dtype = q.dtype
         scores = [jnp.einsum("bkgsd,bkmd->bkgsm", q, k.astype(dtype),
                              preferred_element_type=jnp.float32)]
+        if bias is not None:
+            scores[0] = scores[0] + bias[1]
         masks = [allowed]
         if context is not None:
             ck, cv, cvalid = context
@@ -296,7 +316,7 @@ class Attention(nnx.Module):
             else:
                 ctx = jnp.einsum("bkgsd,bkpd->bkgsp", q, ck.astype(dtype),
                                  preferred_element_type=jnp.float32)
-            scores.insert(0, ctx)
+            scores.insert(0, ctx if bias is None else ctx + bias[0])
             masks.insert(0, jnp.broadcast_to(cvalid[:, None], (q.shape[0], q.shape[3],
                                                                cvalid.shape[1])))
         mask = jnp.concatenate(masks, axis=-1)[:, None, None]  # [B, 1, 1, S, keys]
@@ -331,9 +351,9 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = nnx.RMSNorm(cfg.width, epsilon=cfg.norm_eps, rngs=rngs)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x, positions, buffer, start, key_valid, context=None):
+    def __call__(self, x, positions, buffer, start, key_valid, key_positions, context=None):
         h, buffer = self.self_attn(self.input_layernorm(x), positions, buffer, start, key_valid,
-                                   context)
+                                   key_positions, context)
         x = x + h
         return x + self.mlp(self.post_attention_layernorm(x)), buffer
 
@@ -393,11 +413,11 @@ class VLM(nnx.Module):
             return self.model.embed_tokens.attend(x).astype(jnp.float32)
         return self.lm_head(x).astype(jnp.float32)
 
-    def _layers(self, x, positions, cache, start, key_valid, context=None):
+    def _layers(self, x, positions, cache, start, key_valid, key_positions, context=None):
         new_cache = []
         for i, layer in enumerate(self.model.layers):
             x, kv = layer(x, positions, None if cache is None else cache[i], start, key_valid,
-                          None if context is None else context[i])
+                          key_positions, None if context is None else context[i])
             new_cache.append(kv)
         return x, new_cache
 
@@ -408,7 +428,7 @@ class VLM(nnx.Module):
         valid = jnp.ones(tokens.shape, bool) if valid is None else valid
         positions = positions_of(valid)
         x = self.add_positions(self.model.embed_tokens(tokens), positions)
-        _, kv = self._layers(x, positions, None, 0, valid)
+        _, kv = self._layers(x, positions, None, 0, valid, positions)
         return dict(kv=kv, valid=valid, length=jnp.sum(valid, axis=1, dtype=jnp.int32))
 
     def _context(self, prefix: dict | None, group: jax.Array | None, batch: int):
@@ -433,7 +453,7 @@ class VLM(nnx.Module):
         context, offset = self._context(prefix, group, tokens.shape[0])
         positions = positions_of(valid) + offset[:, None]
         x, _ = self._layers(self.embed(tokens, frames, positions), positions, None, 0, valid,
-                            context)
+                            positions, context)
         return self.logits(x)
 
     def prefill(self, tokens: jax.Array, frames: jax.Array, valid: jax.Array, cache_len: int,
@@ -449,9 +469,11 @@ class VLM(nnx.Module):
         key_valid = jnp.zeros((b, cache_len), bool).at[:, :t].set(valid)
         context, offset = self._context(prefix, group, b)
         positions = positions_of(valid) + offset[:, None]
+        key_positions = jnp.zeros((b, cache_len), jnp.int32).at[:, :t].set(positions)
         x, kv = self._layers(self.embed(tokens, frames, positions), positions, empty, 0, key_valid,
-                             context)
-        cache = dict(kv=kv, key_valid=key_valid, index=jnp.int32(t), context=context,
+                             key_positions, context)
+        cache = dict(kv=kv, key_valid=key_valid, key_positions=key_positions, index=jnp.int32(t),
+                     context=context,
                      position=offset + jnp.sum(valid, axis=1, dtype=jnp.int32))
         return self.logits(x[:, -1]), cache
 
@@ -462,11 +484,19 @@ class VLM(nnx.Module):
         key_valid = jax.lax.dynamic_update_slice_in_dim(
             cache["key_valid"], jnp.ones((token.shape[0], 1), bool), index, 1)
         positions = cache["position"][:, None]
+        key_positions = jax.lax.dynamic_update_slice_in_dim(cache["key_positions"], positions,
+                                                            index, 1)
         x = self.add_positions(self.model.embed_tokens(token[:, None]), positions)
-        x, kv = self._layers(x, positions, cache["kv"], index, key_valid, cache["context"])
-        cache = dict(cache, kv=kv, key_valid=key_valid, index=index + 1,
+        x, kv = self._layers(x, positions, cache["kv"], index, key_valid, key_positions,
+                             cache["context"])
+        cache = dict(cache, kv=kv, key_valid=key_valid, key_positions=key_positions, index=index + 1,
                      position=cache["position"] + 1)
         return self.logits(x[:, 0]), cache
+
+
+def recency_slopes(heads: int) -> np.ndarray:
+    """float32[heads]: ALiBi's geometric slopes 2^(-8 (h+1) / heads)."""
+    return (2.0 ** (-8.0 * (np.arange(heads) + 1) / heads)).astype(np.float32)
 
 
 def positions_of(valid: jax.Array) -> jax.Array:
