@@ -13,8 +13,8 @@ today's model, brief prompt and targets; "a+b" combines changes):
     full-prompt    the game's whole instructions (152 tokens) before the image instead of
                    their first sentence (`prompt_style="brief"`)
     adam-0.95      Adam's second-moment decay at 0.95 instead of optax's default 0.999
-    old-init       the model before the fix: embeddings at 1/sqrt(width), positions at 0.02,
-                   output head tied to the token embeddings
+    old-init       the model before the fixes: embeddings at 1/sqrt(width), positions at 0.02,
+                   output head tied to the token embeddings, no recency bias
     no-positions   no learned positions (rotary only, as in Qwen2-VL)
     cells          the board's cells as learned tokens in place of the image tokens
     answer-only    empty perception and think: the expert's answer is the whole target
@@ -23,7 +23,7 @@ today's model, brief prompt and targets; "a+b" combines changes):
                    with (1, 3): Red circle and Blue square.") instead of the cold start's
                    "Swap Red circle at (1, 2) with Blue square at (1, 3)."
     answer-weight  the think and answer tokens weigh 5x in the loss
-    recency        the decoder's ALiBi-style recency bias (`ModelConfig.recency_bias`)
+    no-recency     without the decoder's ALiBi-style recency bias (`ModelConfig.recency_bias`)
 
 `--decoder` runs the probe without the VLM: the decoder alone reads the 16 cells as tokens and
 writes r1 c1 r2 c2 (the symbolic version of the task), at the embedding and position scales
@@ -50,9 +50,9 @@ from policy import episodes, model as vlm, sample, sft, tokenizer as tokenizatio
 
 VARIANTS = ("default", "image-first", "full-prompt", "adam-0.95", "old-init", "no-positions",
             "cells", "answer-only", "valid-target", "coordinates-first", "answer-weight",
-            "recency")
+            "no-recency")
 
-OLD_INIT = dict(embed_std=None, position_std=0.02, tie_embeddings=True)
+OLD_INIT = dict(embed_std=None, position_std=0.02, tie_embeddings=True, recency_bias=False)
 
 
 class CellTokens(nnx.Module):
@@ -104,7 +104,7 @@ def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int
     overrides = dict(vocab_size=tokenizer.vocab_size)
     overrides.update(OLD_INIT if "old-init" in changes else {})
     overrides.update(learned_positions=0) if "no-positions" in changes else None
-    overrides.update(recency_bias=True) if "recency" in changes else None
+    overrides.update(recency_bias=False) if "no-recency" in changes else None
     model_cfg = vlm.config("tiny", **overrides)
     model = vlm.create(model_cfg, tokenizer.image_pad_id, seed)
     if "cells" in changes:
@@ -169,27 +169,31 @@ def think_token_loss(graphdef, params, tokenizer, prompt, inputs, texts, budget)
 
 # ---- the decoder alone ---------------------------------------------------------------------
 
+FIXED_INIT = dict(embed_std=0.33, position_std=0.33, tie_embeddings=False, recency_bias=False)
 DECODER_SETTINGS = {
-    # name: ModelConfig overrides of the tiny size
-    "qwen-init": dict(embed_std=None, position_std=0.02, tie_embeddings=True),
-    "rotary-only": dict(embed_std=None, learned_positions=0, tie_embeddings=True),
-    "positions-0.088": dict(embed_std=None, position_std=0.088, tie_embeddings=True),
-    "positions-0.088-untied": dict(embed_std=None, position_std=0.088),
-    "positions-0.33": dict(embed_std=None, tie_embeddings=True),
-    "embed-0.33-tied": dict(tie_embeddings=True),
-    "embed-1.0": dict(embed_std=1.0, position_std=1.0),
-    "embed-0.33 (fixed)": dict(),
-    "recency": dict(recency_bias=True),
-    "recency-rotary-only": dict(recency_bias=True, learned_positions=0),
+    # name: ModelConfig overrides of the tiny size; "default" is the tiny size as shipped
+    "default": dict(),
+    "qwen-init": dict(FIXED_INIT, embed_std=None, position_std=0.02, tie_embeddings=True),
+    "rotary-only": dict(FIXED_INIT, embed_std=None, learned_positions=0, tie_embeddings=True),
+    "positions-0.088": dict(FIXED_INIT, embed_std=None, position_std=0.088, tie_embeddings=True),
+    "positions-0.088-untied": dict(FIXED_INIT, embed_std=None, position_std=0.088),
+    "positions-0.33": dict(FIXED_INIT, embed_std=None, tie_embeddings=True),
+    "embed-0.33-tied": dict(FIXED_INIT, tie_embeddings=True),
+    "embed-1.0": dict(FIXED_INIT, embed_std=1.0, position_std=1.0),
+    "embed-0.33 (fixed)": FIXED_INIT,
+    "recency": dict(FIXED_INIT, recency_bias=True),
+    "recency-rotary-only": dict(FIXED_INIT, recency_bias=True, learned_positions=0),
 }
 
 
 def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int = 32,
-                lr: float = 1e-3, prefix: int = 0, between: int = 0) -> list[dict]:
-    """The tiny decoder on easy Swap's cells as tokens -> the expert's r1 c1 r2 c2, with
-    `prefix` constant tokens before the cells and `between` after them."""
-    env = jaxgym.make("swap", preset="easy")
-    cfg = vlm.config("tiny", vocab_size=256, **DECODER_SETTINGS[setting])
+                lr: float = 1e-3, prefix: int = 0, between: int = 0, eval_boards: int = 512,
+                quiet: bool = False, board: dict | None = None, **sizes) -> list[dict]:
+    """The tiny decoder (changed by `sizes`, e.g. width=64) on easy Swap's cells as tokens ->
+    the expert's r1 c1 r2 c2, with `prefix` constant tokens before the cells and `between`
+    after them. `board`: the Swap settings instead of the easy preset."""
+    env = jaxgym.make("swap", **(board or dict(preset="easy")))
+    cfg = vlm.config("tiny", vocab_size=256, **DECODER_SETTINGS[setting], **sizes)
     graphdef, params = nnx.split(vlm.create(cfg, 63, seed))
     cells = env.rows * env.cols
     coords = jnp.asarray([np.asarray(env.decode_action(a)) for a in range(env.num_actions)])
@@ -239,7 +243,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         return jnp.mean(jnp.any(hit & legal, axis=-1))
 
     opt_state = tx.init(params)
-    boards, legal, _ = boards_and_moves(jax.random.key(10_000 + seed), 512)
+    boards, legal, _ = boards_and_moves(jax.random.key(10_000 + seed), eval_boards)
     history, started = [], time.time()
     for step in range(1, steps + 1):
         params, opt_state, loss = update(params, opt_state,
@@ -250,7 +254,8 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
                                 loss=round(float(loss), 4),
                                 valid_move_rate=round(float(greedy_valid(params, boards, legal)), 3),
                                 seconds=round(time.time() - started, 1)))
-            print(json.dumps(history[-1]), flush=True)
+            if not quiet:
+                print(json.dumps(history[-1]), flush=True)
     return history
 
 
@@ -280,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--json", help="write every evaluation here (JSON lines)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -291,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown decoder settings {unknown}; choose from {list(DECODER_SETTINGS)}")
         for name in names:
             for seed in seeds:
-                rows += run_decoder(name, args.steps, args.eval_every, seed,
+                rows += run_decoder(name, args.steps, args.eval_every, seed, lr=args.lr,
                                     prefix=args.decoder_prefix, between=args.decoder_between)
     else:
         names = args.variants.split(",")
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
         for name in names:
             for seed in seeds:
-                rows += run_variant(name, args.steps, args.eval_every, seed)
+                rows += run_variant(name, args.steps, args.eval_every, seed, lr=args.lr)
     if args.json:
         with open(args.json, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)

@@ -12,7 +12,7 @@ each. Differences from Qwen2-VL, so an import knows what to adapt: the patch emb
 map of one frame's patch (Qwen2-VL's Conv3d also spans two frames in time), and the decoder uses
 1-D rotary positions over the sequence (Qwen2-VL's M-RoPE gives image tokens 2-D positions), and
 the named sizes add learned absolute positions to the decoder's input (`learned_positions`; set 0
-for Qwen2-VL's layout).
+for Qwen2-VL's layout) and an ALiBi-style recency bias to its attention (`recency_bias`).
 
 The decoder runs three ways, all on explicit arrays so they jit and scan: `__call__` (the whole
 sequence, for training and scoring), `prefill` (the prompt, filling a key/value cache) and
@@ -61,8 +61,9 @@ class ModelConfig:
     position_std: float = 0.33
     # ALiBi-style recency bias on the decoder's attention scores: head h subtracts
     # slope_h * distance, slopes 2^-8/H ... 2^-8, so some heads start local and others global.
-    # Without it, fixed prompt tokens before the board dilute every head's attention at
-    # init and a move is never learnt (docs/learnability.md). No parameters; off for Qwen2-VL.
+    # Fixed prompt tokens before the board dilute every head's attention at init and delay
+    # learning the move (docs/learnability.md). No parameters. Off by default (Qwen2-VL's
+    # layout, and checkpoints saved before it existed); on for the named sizes.
     recency_bias: bool = False
     norm_eps: float = 1e-6
     tie_embeddings: bool = False
@@ -101,16 +102,16 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     # ~1M parameters: trains on a 2-core CPU in minutes. Every named size is meant to be trained
-    # from scratch: learned positions, embeddings at 0.33, untied output head.
-    "tiny": ModelConfig(),
+    # from scratch: learned positions, embeddings at 0.33, untied output head, recency bias.
+    "tiny": ModelConfig(recency_bias=True),
     # ~20M: a single GPU.
     "small": ModelConfig(vision_width=256, vision_depth=4, vision_heads=4, vision_mlp=1024,
                          width=384, depth=8, heads=6, kv_heads=2, mlp_width=1024,
-                         dtype="bfloat16"),
+                         recency_bias=True, dtype="bfloat16"),
     # ~110M: Qwen2-VL's layout at a GPU-friendly size.
     "base": ModelConfig(vision_width=512, vision_depth=8, vision_heads=8, vision_mlp=2048,
                         width=768, depth=12, heads=12, kv_heads=4, mlp_width=2048,
-                        dtype="bfloat16"),
+                        recency_bias=True, dtype="bfloat16"),
 }
 
 
