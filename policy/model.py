@@ -260,9 +260,9 @@ class Attention(nnx.Module):
         self.o_proj = nnx.Linear(cfg.heads * hd, cfg.width, use_bias=False, dtype=cfg.dtype,
                                  rngs=rngs)
 
-    def __call__(self, x, positions, buffer, start, key_valid, key_positions, context=None):
+    def __call__(self, x, positions, buffer, start, key_valid, context=None, bias=None):
         """x: [B, S, width]; positions: int32[B, S]; buffer: (k, v) each [B, kv_heads, M, hd]
-        or None (then M = S, start = 0); key_valid: bool[B, M]; key_positions: int32[B, M]. context: None or (k, v, valid)
+        or None (then M = S, start = 0); key_valid: bool[B, M]. context: None or (k, v, valid)
         of a prefix every query sees before the buffer: k, v [C, kv_heads, P, hd], valid
         bool[C, P], with C = B or C = 1 (one prefix shared by the batch, never copied).
         Returns (out, (k, v)): the buffer with this call's keys and values written in.
@@ -281,21 +281,10 @@ class Attention(nnx.Module):
         allowed = (jnp.arange(k.shape[2])[None, :] <= query_slot[:, None])[None] & key_valid[:, None]
         group = cfg.heads // cfg.kv_heads
         q = q.reshape(b, s, cfg.kv_heads, group, cfg.head_dim).transpose(0, 2, 3, 1, 4)
-        bias = self._recency(positions, key_positions, context) if cfg.recency_bias else None
-        out = self._attend(q / np.sqrt(cfg.head_dim), k, v, allowed, context, bias)  # [B, kv, g, S, d]
+        # out: [B, kv, g, S, d]
+        out = self._attend(q / np.sqrt(cfg.head_dim), k, v, allowed, context, bias)
         out = out.transpose(0, 3, 1, 2, 4).reshape(b, s, cfg.heads * cfg.head_dim)
         return self.o_proj(out), (k, v)
-
-    def _recency(self, positions, key_positions, context):
-        """(context bias float32[B, kv, g, S, P] or None, buffer bias float32[B, kv, g, S, M]):
-        -slope_h * (query position - key position)."""
-        slopes = jnp.asarray(recency_slopes(self.cfg.heads)).reshape(self.cfg.kv_heads, -1)
-
-        def bias(keys):  # keys: int32[B or 1, K] -> [B, kv, g, S, K]
-            distance = (positions[:, :, None] - keys[:, None, :]).astype(jnp.float32)
-            return -slopes[None, :, :, None, None] * distance[:, None, None]
-
-        return (None if context is None else bias(positions_of(context[2]))), bias(key_positions)
 
     @staticmethod
     def _attend(q, k, v, allowed, context, bias=None):
@@ -352,9 +341,9 @@ class DecoderLayer(nnx.Module):
         self.post_attention_layernorm = nnx.RMSNorm(cfg.width, epsilon=cfg.norm_eps, rngs=rngs)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x, positions, buffer, start, key_valid, key_positions, context=None):
+    def __call__(self, x, positions, buffer, start, key_valid, context=None, bias=None):
         h, buffer = self.self_attn(self.input_layernorm(x), positions, buffer, start, key_valid,
-                                   key_positions, context)
+                                   context, bias)
         x = x + h
         return x + self.mlp(self.post_attention_layernorm(x)), buffer
 
@@ -415,10 +404,16 @@ class VLM(nnx.Module):
         return self.lm_head(x).astype(jnp.float32)
 
     def _layers(self, x, positions, cache, start, key_valid, key_positions, context=None):
+        """key_positions: int32[B, M], the position of each key slot (for the recency bias,
+        which every layer shares)."""
+        bias = None
+        if self.cfg.recency_bias:
+            bias = recency_bias(self.cfg, positions, key_positions,
+                                None if context is None else context[0][2])
         new_cache = []
         for i, layer in enumerate(self.model.layers):
             x, kv = layer(x, positions, None if cache is None else cache[i], start, key_valid,
-                          key_positions, None if context is None else context[i])
+                          None if context is None else context[i], bias)
             new_cache.append(kv)
         return x, new_cache
 
@@ -490,7 +485,8 @@ class VLM(nnx.Module):
         x = self.add_positions(self.model.embed_tokens(token[:, None]), positions)
         x, kv = self._layers(x, positions, cache["kv"], index, key_valid, key_positions,
                              cache["context"])
-        cache = dict(cache, kv=kv, key_valid=key_valid, key_positions=key_positions, index=index + 1,
+        cache = dict(cache, kv=kv, key_valid=key_valid, key_positions=key_positions,
+                     index=index + 1,
                      position=cache["position"] + 1)
         return self.logits(x[:, 0]), cache
 
@@ -498,6 +494,22 @@ class VLM(nnx.Module):
 def recency_slopes(heads: int) -> np.ndarray:
     """float32[heads]: ALiBi's geometric slopes 2^(-8 (h+1) / heads)."""
     return (2.0 ** (-8.0 * (np.arange(heads) + 1) / heads)).astype(np.float32)
+
+
+def recency_bias(cfg: ModelConfig, positions: jax.Array, key_positions: jax.Array,
+                 context_valid: jax.Array | None):
+    """-slope_h * (query position - key position), as (context bias float32[B, kv, g, S, P]
+    or None, buffer bias float32[B, kv, g, S, M]). positions: int32[B, S] (the queries');
+    key_positions: int32[B, M]; context_valid: bool[C, P] of a prefix, whose keys sit at
+    `positions_of(context_valid)`."""
+    slopes = jnp.asarray(recency_slopes(cfg.heads)).reshape(cfg.kv_heads, -1)
+
+    def bias(keys):  # int32[B or 1, K] -> [B, kv, g, S, K]
+        distance = (positions[:, :, None] - keys[:, None, :]).astype(jnp.float32)
+        return -slopes[None, :, :, None, None] * distance[:, None, None]
+
+    context = None if context_valid is None else bias(positions_of(context_valid))
+    return context, bias(key_positions)
 
 
 def positions_of(valid: jax.Array) -> jax.Array:
