@@ -9,9 +9,16 @@ from bench import learnability
 from jaxgym import text
 
 
+# A small Swap (3x3, 3 tile types, 12 swaps) and a small decoder keep this to about a minute;
+# 16 constant tokens before the cells stand in for the prompt, which is what slowed learning.
+SMALL_SWAP = dict(rows=3, cols=3, colours=3, shapes=1)
+SMALL_DECODER = dict(width=64, depth=2, heads=4, kv_heads=2, mlp_width=128)
+
+
 def test_decoder_probe_reports_a_valid_move_rate():
     rows = learnability.run_decoder("embed-0.33 (fixed)", steps=2, eval_every=2, seed=0,
-                                    prefix=3, between=2)
+                                    prefix=3, between=2, eval_boards=64, quiet=True,
+                                    board=SMALL_SWAP, **SMALL_DECODER)
     assert [r["step"] for r in rows] == [2]
     assert 0.0 <= rows[0]["valid_move_rate"] <= 1.0
     assert (rows[0]["prefix"], rows[0]["between"]) == (3, 2)
@@ -34,12 +41,6 @@ def test_variant_targets():
     picks = np.asarray(learnability.random_valid_actions(jax.random.key(0),
                                                          states.legal_action_mask))
     assert np.asarray(states.legal_action_mask)[np.arange(2), picks].all()
-
-
-# A small Swap (3x3, 3 tile types, 12 swaps) and a small decoder keep this to about a minute;
-# 16 constant tokens before the cells stand in for the prompt, which is what slowed learning.
-SMALL_SWAP = dict(rows=3, cols=3, colours=3, shapes=1)
-SMALL_DECODER = dict(width=64, depth=2, heads=4, kv_heads=2, mlp_width=128)
 
 
 def best_constant_move_rate(env, boards: int = 2048) -> float:
