@@ -158,3 +158,38 @@ def test_reward_fn_compiles_once_per_shape():
     before = fn._cache_size()
     fn(batch_of(STATE, 2), tokens[::-1], mask[::-1])
     assert fn._cache_size() == before
+
+
+@pytest.mark.parametrize("game", sorted(jaxgym.list_games()))
+def test_device_and_host_agree_on_every_game(game):
+    """For each game: boards a few random moves into play, answered with the expert's move,
+    a random action (legal or not) under another board's perception, and random pieces of the
+    game's own text."""
+    env = jaxgym.make(game, "easy")
+    keys = jax.random.split(jax.random.key(11), 6)
+    states = jax.vmap(env.reset)(keys)
+    for k in jax.random.split(jax.random.key(12), 3):
+        actions = jax.vmap(jaxgym.random_legal_action)(jax.random.split(k, 6),
+                                                       states.legal_action_mask)
+        states = jax.vmap(env.step)(states, actions)
+    rng = np.random.default_rng(0)
+    boards = np.asarray(states.board)
+    expert = np.asarray(jax.vmap(env.expert_action)(states))
+    rows = []
+    for i, board in enumerate(boards):
+        truth = text.describe_board(env, board)
+        right = TOK.encode(text.response_text(truth, "", text.answer_text(env, expert[i])))
+        move = text.answer_text(env, int(rng.integers(env.num_actions)))
+        rows += [right, TOK.encode(text.response_text(text.describe_board(env, boards[i - 1]),
+                                                       "", move)),
+                 [right[j] for j in rng.integers(0, len(right), len(right) // 2)]]
+    length = max(map(len, rows)) + 1
+    ids = np.full((len(rows), length), TOK.pad_id, np.int32)
+    for i, r in enumerate(rows):
+        ids[i, :len(r) + 1] = r + [TOK.eos_id]
+    tokens, mask = jnp.asarray(ids), jnp.asarray(ids != TOK.pad_id)
+    repeated = jax.tree.map(lambda x: jnp.repeat(x, 3, 0), states)
+    got = both_paths(env, repeated, tokens, mask)
+    assert float(got.perception[0::3].mean()) == 1.0 and float(got.format[0::3].mean()) == 1.0
+    expert_legal = np.asarray(states.legal_action_mask)[np.arange(len(boards)), expert]
+    np.testing.assert_array_equal(got.valid[0::3], expert_legal & ~np.asarray(states.done))

@@ -335,7 +335,7 @@ def test_bad_sizes_are_rejected(size):
 def test_defaults_and_sizes():
     env = jaxgym.make("2048")
     assert env.size == 4 and env.tile_px == 64 and env.num_actions == 4
-    assert env.board_shape == (4, 4) and env.num_tile_types == 17
+    assert env.board_shape == (4, 4) and env.num_tile_types == 30 + 15
     assert jaxgym.make("2048", preset="hard").board_shape == (5, 5)
 
 
@@ -345,6 +345,46 @@ def test_hand_made_boards_must_hold_exponents_in_range(key, value):
     board[1, 2] = value
     with pytest.raises(ValueError, match=r"exponents in \[0, 30\]"):
         make().from_board(board, key)
+
+
+def test_tiles_merged_past_the_hand_limit_are_drawn_and_named(key):
+    """Two 2**30 merge into 2**31, past what a hand-made board may hold: the renderer, the host
+    text and the device perception all show the new tile (none of them clips it to 2**30)."""
+    from policy import rewards, tokenizer
+
+    env = make(2, tile_px=16)
+    board = np.array([[30, 30], [0, 0]], np.int32)
+    after = jitted_step(2)(env.from_board(board, key), LEFT)
+    assert int(after.board[0, 0]) == 31 and float(after.reward) == 2.0**31
+    assert text.perception(env, after).startswith("2147483648|")
+    reward_fn = rewards.RewardFn(env, tokenizer.default())
+    chars, n = jax.jit(reward_fn.perception_chars)(after.board)
+    assert "".join(map(chr, np.asarray(chars)[: int(n)])) == text.perception(env, after)
+    top, left, bottom, right = render.cell_box(env, 0, 0)
+    cells = [np.asarray(render.frame(env, s))[top:bottom, left:right]
+             for s in (env.from_board(board, key), after)]  # 2**30, then 2**31
+    assert not np.array_equal(cells[0], cells[1])
+    np.testing.assert_array_equal(cells[1], render.atlas.atlas_for(env)[31])
+
+
+def test_play_from_hand_made_boards_stays_within_the_drawn_tiles(key):
+    """num_tile_types bounds every position: 2x2 boards of big random exponents, played by
+    random legal moves until they end, never hold a tile past it (nor past power_of_two's
+    exact range)."""
+    env = make(2)
+    keys = jax.random.split(key, 512)
+    boards = jax.vmap(lambda k: jax.random.randint(k, (2, 2), 24, 31))(keys)
+    states = jax.vmap(env.from_board)(boards, keys)
+
+    def play(state, k):
+        state = jax.vmap(env.step)(state, jax.vmap(jaxgym.random_legal_action)(
+            jax.random.split(k, 512), state.legal_action_mask))
+        return state, jnp.max(state.board)
+
+    states, largest = jax.lax.scan(play, states, jax.random.split(key, 64))
+    assert bool(jnp.all(states.terminated))  # every game was played to its end
+    assert int(largest.max()) > twenty48.MAX_HAND_EXPONENT  # merging went past the hand limit
+    assert int(largest.max()) <= env.num_tile_types <= 127
 
 
 # ---- text -----------------------------------------------------------------------------------
@@ -379,7 +419,8 @@ def test_malformed_responses_are_invalid_and_never_raise(response):
 def test_atlas_shape_and_empty_sprites():
     env = make(3, tile_px=16)
     atlas = render.atlas.atlas_for(env)
-    assert atlas.shape == (3 * 3 + 3, 16, 16, 3) and atlas.dtype == np.uint8
+    assert env.num_tile_types == twenty48.MAX_HAND_EXPONENT + 3 * 3 - 1
+    assert atlas.shape == (env.num_tile_types + 2, 16, 16, 3) and atlas.dtype == np.uint8
     np.testing.assert_array_equal(atlas[0], atlas[-1])
     assert len({sprite.tobytes() for sprite in atlas[:-1]}) == atlas.shape[0] - 1
 

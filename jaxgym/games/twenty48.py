@@ -27,7 +27,7 @@ from jaxgym import chance
 from jaxgym.core import Env, State, is_legal, register, require
 
 UP, RIGHT, DOWN, LEFT = 0, 1, 2, 3
-MAX_HAND_EXPONENT = 30
+MAX_HAND_EXPONENT = 30  # the largest exponent `from_board` accepts
 FOUR_THRESHOLD = np.uint32(round(0.1 * 2**32))  # a spawn draw below this is a 4
 
 # ---- sliding one way ------------------------------------------------------------------------
@@ -241,8 +241,12 @@ class Twenty48(Env):
 
     @property
     def num_tile_types(self) -> int:
-        """The largest exponent play can reach: every cell full, in a chain ending in a 4."""
-        return self.size * self.size + 1
+        """The largest exponent any position can reach, so that sprites and text cover every
+        tile: a hand-made board holds exponents up to MAX_HAND_EXPONENT, and on n cells play
+        raises the largest tile by at most n - 1 above max(M, 2), M the board's largest (a
+        tile M + j needs j + 1 cells at once: M + j - 1, ..., M + 1 and two M). From a dealt
+        board (M = 2) play reaches n + 1 (2**17 on 4x4)."""
+        return MAX_HAND_EXPONENT + self.size * self.size - 1
 
     # ---- dealing ----
 
