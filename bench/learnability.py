@@ -188,10 +188,13 @@ DECODER_SETTINGS = {
 
 def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int = 32,
                 lr: float = 1e-3, prefix: int = 0, between: int = 0, eval_boards: int = 512,
-                quiet: bool = False, board: dict | None = None, **sizes) -> list[dict]:
+                quiet: bool = False, board: dict | None = None, words: bool = False,
+                **sizes) -> list[dict]:
     """The tiny decoder (changed by `sizes`, e.g. width=64) on easy Swap's cells as tokens ->
     the expert's r1 c1 r2 c2, with `prefix` constant tokens before the cells and `between`
-    after them. `board`: the Swap settings instead of the easy preset."""
+    after them. `board`: the Swap settings instead of the easy preset. `words`: each cell as
+    three tokens, its colour, its shape and a separator (the end of a row has its own), as
+    the perception text spells it, instead of one token."""
     env = jaxgym.make("swap", **(board or dict(preset="easy")))
     cfg = vlm.config("tiny", vocab_size=256, **DECODER_SETTINGS[setting], **sizes)
     graphdef, params = nnx.split(vlm.create(cfg, 63, seed))
@@ -199,7 +202,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
     coords = jnp.asarray([np.asarray(env.decode_action(a)) for a in range(env.num_actions)])
     digit, start = 32, 48  # token ids: cell values from 0, digits from 32, then a start token
     before = jnp.asarray(64 + np.arange(prefix) % 128, jnp.int32)  # the prompt stand-in
-    after = jnp.asarray(192 + np.arange(between) % 64, jnp.int32)
+    after = jnp.asarray(208 + np.arange(between) % 48, jnp.int32)
 
     def forward(params, tokens):
         model = nnx.merge(graphdef, params)
@@ -213,14 +216,25 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         return (states.board.reshape(n, cells), states.legal_action_mask,
                 coords[jax.vmap(env.expert_action)(states)])
 
+    separators = jnp.asarray([200 + (i % env.cols == env.cols - 1) for i in range(cells)])
+
+    def spelt(boards):  # int32[n, cells] -> int32[n, cells or 3 cells]
+        if not words:
+            return boards
+        colour, shape = boards // env.shapes + 16, boards % env.shapes + 26  # ids 16-31
+        seps = jnp.broadcast_to(separators, boards.shape)
+        return jnp.stack([colour, shape, seps], -1).reshape(boards.shape[0], -1)
+
+    width = cells * (3 if words else 1)
+
     def sequence(boards, written):
         n = boards.shape[0]
-        return jnp.concatenate([jnp.broadcast_to(before, (n, prefix)), boards,
+        return jnp.concatenate([jnp.broadcast_to(before, (n, prefix)), spelt(boards),
                                 jnp.broadcast_to(after, (n, between)),
                                 jnp.full((n, 1), start), written + digit], 1)
 
     def loss_fn(params, boards, moves):
-        logits = forward(params, sequence(boards, moves[:, :3]))[:, prefix + cells + between:]
+        logits = forward(params, sequence(boards, moves[:, :3]))[:, prefix + width + between:]
         logp = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(logp, (moves + digit)[..., None], 2))
 
@@ -249,7 +263,8 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         params, opt_state, loss = update(params, opt_state,
                                          jax.random.fold_in(jax.random.key(seed), step))
         if step % eval_every == 0 or step == steps:
-            history.append(dict(setting=setting, prefix=prefix, between=between, seed=seed,
+            history.append(dict(setting=setting, prefix=prefix, between=between, words=words,
+                                seed=seed,
                                 step=step,
                                 loss=round(float(loss), 4),
                                 valid_move_rate=round(float(greedy_valid(params, boards, legal)), 3),
@@ -282,6 +297,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="constant tokens before the cells (the decoder probe)")
     parser.add_argument("--decoder-between", type=int, default=0,
                         help="constant tokens between the cells and the answer")
+    parser.add_argument("--decoder-words", action="store_true",
+                        help="each cell as colour, shape and separator tokens (as perception "
+                             "text spells it) instead of one token")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", default="0")
@@ -298,7 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             for seed in seeds:
                 rows += run_decoder(name, args.steps, args.eval_every, seed, lr=args.lr,
-                                    prefix=args.decoder_prefix, between=args.decoder_between)
+                                    prefix=args.decoder_prefix, between=args.decoder_between,
+                                    words=args.decoder_words)
     else:
         names = args.variants.split(",")
         unknown = [n for n in names if not set(n.split("+")) <= set(VARIANTS)]

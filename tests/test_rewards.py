@@ -102,16 +102,6 @@ def test_compact_worked_example():
     assert chars.tolist() == [7, 8, 9, -1, -1] and int(n) == 3
 
 
-@pytest.mark.parametrize("game", sorted(jaxgym.list_games()))
-def test_device_perception_text_equals_the_host_text(game):
-    env = jaxgym.make(game, "easy")
-    reward_fn = R.RewardFn(env, TOK)
-    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(5), 4))
-    for board in np.asarray(states.board):
-        chars, n = jax.jit(reward_fn.perception_chars)(jnp.asarray(board))
-        assert "".join(map(chr, np.asarray(chars)[: int(n)])) == text.describe_board(env, board)
-
-
 # Pieces a malformed response is made of: tags, digits, marks, spaces, the board's own words,
 # the end of turn, padding and other special tokens.
 POOL = sorted({
