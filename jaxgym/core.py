@@ -31,7 +31,7 @@ that do not exist. Stepping it counts as an invalid move (board unchanged, rewar
 class State:
     """One board. Under `jax.vmap` every field gains a leading batch axis.
 
-    board: int32[rows, cols]            the game's board encoding (see DESIGN.md)
+    board: int32[rows, cols]            the game's board encoding (see docs/DESIGN.md)
     key: PRNG key                       chance for the next step (refills, spawns)
     step_count: int32[]                 moves made since reset
     reward: float32[]                   the game's own reward for the last step; -1 if invalid
@@ -139,7 +139,7 @@ class Env(abc.ABC):
         return self._new_state(board, mask, key)
 
     def from_board(self, board: Any, key: jax.Array) -> State:
-        """The state for a hand-made board (encoding in DESIGN.md). Concrete boards are checked
+        """The state for a hand-made board (encoding in docs/DESIGN.md). Concrete boards are checked
         on the host and a bad one raises ValueError; traced boards are taken as they are."""
         if is_concrete(board):
             array = np.asarray(board)

@@ -114,7 +114,8 @@ def check_moves(env: Env, state: State, jitted: Jitted) -> None:
             bad = actions[reward != -1.0]
             assert bad.size == 0, f"{env.name}: illegal actions {bad} did not score -1"
             unchanged = np.all(np.asarray(after.board) == np.asarray(state.board), axis=(1, 2))
-            assert unchanged.all(), f"{env.name}: illegal actions {actions[~unchanged]} changed the board"
+            assert unchanged.all(), (
+                f"{env.name}: illegal actions {actions[~unchanged]} changed the board")
 
 
 def check_episodes(env: Env, key: jax.Array, boards: int) -> None:

@@ -1,5 +1,5 @@
 """Shisen-Sho, the tile-matching game of VLM-Gym, and its image-tile variant, with the rules of
-DESIGN.md.
+docs/DESIGN.md.
 
 Board:   int32[rows, cols]; -1 is an empty cell. In `shisensho` a cell holds its tile type,
          colour * shapes + shape. In `shisensho-images` it holds an image,

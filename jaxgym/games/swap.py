@@ -1,6 +1,6 @@
 """Swap, the match-3 game of VLM-Gym (Chen et al. 2025, "G1: Bootstrapping Perception and
 Reasoning Abilities of Vision-Language Model via Reinforcement Learning", arXiv 2505.13426),
-with the rules of DESIGN.md.
+with the rules of docs/DESIGN.md.
 
 Board:   int32[rows, cols]; tile type = colour * shapes + shape, in [0, colours * shapes).
 Action:  swap two 4-neighbour cells. Actions number the board's edges: first the horizontal

@@ -1,5 +1,5 @@
 """2048 (Gabriele Cirulli, 2014), as played in VLM-Gym (Chen et al. 2025, arXiv 2505.13426),
-with the rules of DESIGN.md.
+with the rules of docs/DESIGN.md.
 
 Board:   int32[size, size] of exponents: 0 is an empty cell, k > 0 the tile 2**k.
 Action:  0 up, 1 right, 2 down, 3 left (num_actions = 4): every tile slides as far as it can.
