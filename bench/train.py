@@ -31,14 +31,14 @@ from policy import episodes, model as vlm, tokenizer as tokenization, train
 
 
 def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps: int,
-        microbatch: int) -> dict:
+        microbatch: int, kl_coef: float = 1e-2, updates: int = 1) -> dict:
     games = episodes.GameSet.make(game, board_preset)
     tok = tokenization.default()
     model_cfg = vlm.config(size, vocab_size=tok.vocab_size)
     graphdef, params = nnx.split(vlm.create(model_cfg, tok.image_pad_id, seed=0))
     budget = games.response_budget(tok)
     cfg = train.TrainConfig(game=game, board_preset=board_preset, batch=batch, samples=samples,
-                            microbatch=microbatch)
+                            microbatch=microbatch, kl_coef=kl_coef, updates=updates)
     mesh = train.data_mesh()
     trainer = train.Trainer(cfg, games, graphdef, tok, model_cfg, budget, mesh)
     params = jax.device_put(params, trainer.replicated)
@@ -59,7 +59,8 @@ def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps
         return statistics.median(row[name] for row in rows)
 
     return dict(game=game, board_preset=board_preset, size=size, batch=batch, samples=samples,
-                microbatch=trainer.grpo_cfg.microbatch, devices=mesh.size,
+                microbatch=trainer.grpo_cfg.microbatch, devices=mesh.size, kl_coef=kl_coef,
+                updates=updates,
                 response_budget=budget, params=vlm.num_params(nnx.merge(graphdef, params)),
                 boards_per_s=median("boards_per_s"), tokens_per_s=median("tokens_per_s"),
                 rollout_s=median("rollout_s"), update_s=median("update_s"),
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--samples", type=int, default=5, help="responses per board")
     parser.add_argument("--steps", type=int, default=3, help="timed steps")
     parser.add_argument("--microbatch", type=int, default=0, help="0: automatic")
+    parser.add_argument("--kl-coef", type=float, default=1e-2,
+                        help="KL weight (0: the reference is never scored)")
+    parser.add_argument("--updates", type=int, default=1, help="GRPO updates per sampled batch")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     if min(args.batch, args.steps) < 1 or args.samples < 2:
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"machine: {info['arch']}, {info['device']}, {info['cpu_count']} CPUs, jax {info['jax']}"
           + (f"; other load {busy:.0%}" if busy and busy > 0.1 else ""), flush=True)
     result = run(args.game, args.board_preset, args.size, args.batch, args.samples, args.steps,
-                 args.microbatch)
+                 args.microbatch, args.kl_coef, args.updates)
     result["machine"], result["cpu_busy_before"] = info, busy
     print(f"{args.game} ({args.board_preset}), {args.size} model ({result['params']:,} params), "
           f"{args.batch} boards x {args.samples} samples, {result['devices']} device(s), "

@@ -6,10 +6,12 @@ KL penalty to a frozen reference, averaged over response tokens.
     params, opt_state, metrics = update(params, opt_state, ref_params, batch)
 
 `batch` is a `Rollout` of B boards x n samples, flattened board-major (the n samples of board i
-are rows i*n .. i*n+n-1). The update is one jitted function; with `cfg.microbatch` it
-accumulates gradients over slices of that many sequences under `lax.scan`, and the result equals
-the one-pass update up to float rounding, because every slice's loss is divided by the token
-count of the whole batch.
+are rows i*n .. i*n+n-1). The update is one jitted function. It scores the batch under the
+frozen reference once (not at all when `kl_coef` is 0), outside the gradient, then takes
+`cfg.updates` optimiser steps on it under `lax.scan` (the old log-probs stay the sampling
+policy's). With `cfg.microbatch` each step accumulates gradients over slices of that many
+sequences, and the result equals the one-pass update up to float rounding, because every
+slice's loss is divided by the token count of the whole batch.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class GRPOConfig:
     kl_clamp: float = 10.0  # |ref_logp - logp| is clamped to this before exp()
     max_grad_norm: float = 1.0
     microbatch: int = 0  # sequences per gradient slice; 0: the whole batch at once
+    updates: int = 1  # optimiser steps per sampled batch (>1: the clipped ratio starts to bind)
 
     def __post_init__(self) -> None:
         checks = [(self.lr > 0, "lr must be > 0"), (self.clip_eps > 0, "clip_eps must be > 0"),
@@ -45,6 +48,7 @@ class GRPOConfig:
                   (self.kl_clamp > 0, "kl_clamp must be > 0"),
                   (self.max_grad_norm > 0, "max_grad_norm must be > 0"),
                   (self.microbatch >= 0, "microbatch must be >= 0"),
+                  (self.updates >= 1, "updates must be >= 1"),
                   (self.warmup_steps >= 0, "warmup_steps must be >= 0")]
         for ok, message in checks:
             if not ok:
@@ -60,6 +64,7 @@ class Rollout(NamedTuple):
     mask: jax.Array  # bool[B*n, N] response tokens (up to the end of turn)
     old_logprobs: jax.Array  # float32[B*n, N] log-probs under the sampling policy
     advantages: jax.Array  # float32[B*n]
+    ref_logprobs: jax.Array | None = None  # float32[B*n, N] under the reference (the update's)
 
 
 def optimizer(cfg: GRPOConfig) -> optax.GradientTransformation:
@@ -90,21 +95,20 @@ def token_losses(logprobs, old_logprobs, ref_logprobs, advantages, cfg: GRPOConf
     ratio = jnp.exp(logprobs - old_logprobs)
     adv = advantages[:, None]
     policy_loss = -jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
-    kl = kl_estimate(logprobs, ref_logprobs, cfg.kl_clamp)
+    kl = (kl_estimate(logprobs, ref_logprobs, cfg.kl_clamp) if cfg.kl_coef
+          else jnp.zeros_like(logprobs))
     clipped = (jnp.abs(ratio - 1) > cfg.clip_eps) & (ratio * adv > jnp.clip(
         ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
     return policy_loss + cfg.kl_coef * kl, dict(kl=kl, clipped=clipped.astype(jnp.float32))
 
 
-def loss_sums(params, ref_params, graphdef, batch: Rollout, cfg: GRPOConfig):
+def loss_sums(params, graphdef, batch: Rollout, cfg: GRPOConfig):
     """Sums over the batch's response tokens: (loss, dict of sums). Dividing by the token count
-    gives GRPO's token-mean."""
+    gives GRPO's token-mean. `batch.ref_logprobs` must be filled in (`reference_logprobs`)."""
     model = nnx.merge(graphdef, params)
     logprobs = sample.token_logprobs(model, batch.prompt, batch.frames, batch.tokens)
-    ref_model = nnx.merge(graphdef, ref_params)
-    ref_logprobs = jax.lax.stop_gradient(
-        sample.token_logprobs(ref_model, batch.prompt, batch.frames, batch.tokens))
-    losses, diag = token_losses(logprobs, batch.old_logprobs, ref_logprobs, batch.advantages, cfg)
+    losses, diag = token_losses(logprobs, batch.old_logprobs, batch.ref_logprobs,
+                                batch.advantages, cfg)
     mask = batch.mask.astype(jnp.float32)
     sums = {name: jnp.sum(value * mask) for name, value in diag.items()}
     return jnp.sum(losses * mask), sums
@@ -113,6 +117,35 @@ def loss_sums(params, ref_params, graphdef, batch: Rollout, cfg: GRPOConfig):
 def _slices(batch: Rollout, size: int) -> Rollout:
     """The batch reshaped to [S / size, size, ...] for a scan over slices."""
     return jax.tree.map(lambda x: x.reshape((-1, size) + x.shape[1:]), batch)
+
+
+def _per_slice(batch: Rollout, size: int):
+    """(the batch's per-sequence fields in slices of `size`, a function that puts the shared
+    prompt prefix back into one slice). The prefix rows are shared, not per sequence."""
+    prompt = batch.prompt
+    per_sequence = batch._replace(prompt=prompt._replace(prefix=None, prefix_valid=None))
+
+    def whole(piece: Rollout) -> Rollout:
+        return piece._replace(prompt=piece.prompt._replace(prefix=prompt.prefix,
+                                                           prefix_valid=prompt.prefix_valid))
+
+    return _slices(per_sequence, size), whole
+
+
+def reference_logprobs(graphdef, ref_params, batch: Rollout, cfg: GRPOConfig,
+                       size: int) -> jax.Array:
+    """float32[S, N]: the response tokens' log-probs under the frozen reference, `size`
+    sequences at a time; zeros (nothing computed) when `cfg.kl_coef` is 0."""
+    if not cfg.kl_coef:
+        return jnp.zeros(batch.tokens.shape, jnp.float32)
+    ref_model = nnx.merge(graphdef, ref_params)
+    slices, whole = _per_slice(batch._replace(ref_logprobs=None), size)
+
+    def score(piece):
+        piece = whole(piece)
+        return sample.token_logprobs(ref_model, piece.prompt, piece.frames, piece.tokens)
+
+    return jax.lax.stop_gradient(jax.lax.map(score, slices).reshape(batch.tokens.shape))
 
 
 @functools.lru_cache(maxsize=16)
@@ -124,40 +157,44 @@ def compiled_update(graphdef: nnx.GraphDef, cfg: GRPOConfig):
 
 def make_update(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, cfg: GRPOConfig):
     """update(params, opt_state, ref_params, batch: Rollout) -> (params, opt_state, metrics);
-    jitted. metrics: loss, kl, clip_fraction (token means), grad_norm (before clipping)."""
+    jitted. metrics (of the last of `cfg.updates` steps): loss, kl, clip_fraction (token
+    means), grad_norm (before clipping)."""
     grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
 
     @jax.jit
     def update(params, opt_state, ref_params, batch: Rollout):
         size = batch.tokens.shape[0]
         tokens = jnp.maximum(jnp.sum(batch.mask), 1).astype(jnp.float32)
-        # the prefix rows are shared, not per sequence: keep them out of the slicing
-        prompt = batch.prompt
-        per_sequence = batch._replace(prompt=prompt._replace(prefix=None, prefix_valid=None))
         micro = cfg.microbatch if 0 < cfg.microbatch < size else size
         if size % micro:
             raise ValueError(f"microbatch {micro} does not divide the batch of {size} sequences")
+        batch = batch._replace(ref_logprobs=reference_logprobs(graphdef, ref_params, batch, cfg,
+                                                               micro))
+        slices, whole = _per_slice(batch, micro)
 
-        def one(acc, piece):
-            piece = piece._replace(prompt=piece.prompt._replace(
-                prefix=prompt.prefix, prefix_valid=prompt.prefix_valid))
-            (loss, sums), grads = grad_fn(params, ref_params, graphdef, piece, cfg)
-            acc_grads, acc_loss, acc_sums = acc
-            acc_grads = jax.tree.map(jnp.add, acc_grads, grads)
-            acc_sums = jax.tree.map(jnp.add, acc_sums, sums)
-            return (acc_grads, acc_loss + loss, acc_sums), None
+        def one_step(carry, _):
+            params, opt_state = carry
 
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        empty = dict(kl=0.0, clipped=0.0)
-        (grads, loss, sums), _ = jax.lax.scan(
-            one, (zeros, jnp.float32(0), jax.tree.map(jnp.float32, empty)),
-            _slices(per_sequence, micro))
-        grads = jax.tree.map(lambda g: g / tokens, grads)
-        grad_norm = optax.tree.norm(grads)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        metrics = dict(loss=loss / tokens, kl=sums["kl"] / tokens,
-                       clip_fraction=sums["clipped"] / tokens, grad_norm=grad_norm)
-        return params, opt_state, metrics
+            def one(acc, piece):
+                (loss, sums), grads = grad_fn(params, graphdef, whole(piece), cfg)
+                acc_grads, acc_loss, acc_sums = acc
+                acc_grads = jax.tree.map(jnp.add, acc_grads, grads)
+                acc_sums = jax.tree.map(jnp.add, acc_sums, sums)
+                return (acc_grads, acc_loss + loss, acc_sums), None
+
+            zeros = jax.tree.map(jnp.zeros_like, params)
+            empty = dict(kl=jnp.float32(0), clipped=jnp.float32(0))
+            (grads, loss, sums), _ = jax.lax.scan(one, (zeros, jnp.float32(0), empty), slices)
+            grads = jax.tree.map(lambda g: g / tokens, grads)
+            grad_norm = optax.tree.norm(grads)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            metrics = dict(loss=loss / tokens, kl=sums["kl"] / tokens,
+                           clip_fraction=sums["clipped"] / tokens, grad_norm=grad_norm)
+            return (params, opt_state), metrics
+
+        (params, opt_state), metrics = jax.lax.scan(one_step, (params, opt_state), None,
+                                                    length=cfg.updates)
+        return params, opt_state, jax.tree.map(lambda m: m[-1], metrics)
 
     return update

@@ -6,9 +6,10 @@ tokenizer) or on the host from text (any tokenizer). Both give the same numbers 
     perception  1 if the <perception> block, stripped, is exactly the board's perception text
     action      the move the <answer> names (`jaxgym.text.parse_answer`), -1 if none
     valid       1 if that move is legal on the board
-    game        the shaped game reward of stepping a copy of the board with it: +1 if the move
-                scored, else -1 (malformed and out-of-range answers step as invalid moves)
-    points      the game's own reward for that step (points; -1 for an invalid move)
+    shaped      the shaped reward of stepping a copy of the board with it (what RL sums): +1
+                if the move scored, else -1 (malformed and out-of-range answers step as
+                invalid moves)
+    points      the game reward: the game's own points for that step (-1 for an invalid move)
 
 The device path never compares token ids with a reference tokenization: it expands the response
 into the characters its tokens stand for (a table made from the tokenizer; each special token is
@@ -40,7 +41,7 @@ class Rewards(NamedTuple):
     perception: jax.Array  # float32[B]
     action: jax.Array  # int32[B]
     valid: jax.Array  # float32[B]
-    game: jax.Array  # float32[B]
+    shaped: jax.Array  # float32[B]
     points: jax.Array  # float32[B]
 
 
@@ -255,7 +256,7 @@ def _step_rewards(env: Env, states: State, fmt, perception, action) -> Rewards:
         perception=jnp.asarray(perception, jnp.float32),
         action=jnp.asarray(action, jnp.int32),
         valid=valid.astype(jnp.float32),
-        game=jnp.where(valid & (points > 0), 1.0, -1.0).astype(jnp.float32),
+        shaped=jnp.where(valid & (points > 0), 1.0, -1.0).astype(jnp.float32),
         points=points.astype(jnp.float32),
     )
 

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 import jaxgym
 from policy import checkpoint, episodes, grpo, sample, sft
 
-REWARDS = ("game", "perception", "format")
+REWARDS = ("shaped", "perception", "format")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # minutes on a 2-core CPU: tiny model, easy boards
@@ -108,7 +108,8 @@ class TrainConfig:
     def grpo(self) -> grpo.GRPOConfig:
         return grpo.GRPOConfig(lr=self.lr, warmup_steps=self.warmup_steps, clip_eps=self.clip_eps,
                                kl_coef=self.kl_coef, max_grad_norm=self.max_grad_norm,
-                               microbatch=auto_slice(self.sequences, self.microbatch))
+                               microbatch=auto_slice(self.sequences, self.microbatch),
+                               updates=self.updates)
 
 
 def auto_slice(sequences: int, requested: int, largest: int = 256,
@@ -263,20 +264,19 @@ class Trainer:
         started = time.perf_counter()
         batch, scores, total = jax.block_until_ready(self.rollout(params, key))
         sampled = time.perf_counter()
-        for _ in range(self.cfg.updates):  # old log-probs stay the sampling policy's
-            params, opt_state, update = self.update(params, opt_state, ref_params, batch)
+        params, opt_state, update = self.update(params, opt_state, ref_params, batch)
         jax.block_until_ready(params)
         done = time.perf_counter()
-        tokens = float(jnp.sum(batch.mask))
-        metrics = dict(
-            reward=float(total.mean()), game_reward=float(scores.game.mean()),
-            perception_reward=float(scores.perception.mean()),
-            format_reward=float(scores.format.mean()), valid_move_rate=float(scores.valid.mean()),
-            **{name: float(value) for name, value in update.items()},
-            response_length=tokens / self.cfg.sequences,
-            tokens_per_s=tokens / (sampled - started),
-            boards_per_s=self.cfg.batch / (done - started),
-            rollout_s=sampled - started, update_s=done - sampled)
+        on_device = dict(  # fetched in one transfer
+            reward=total.mean(), shaped_reward=scores.shaped.mean(),
+            perception_reward=scores.perception.mean(), format_reward=scores.format.mean(),
+            valid_move_rate=scores.valid.mean(), tokens=jnp.sum(batch.mask), **update)
+        metrics = {name: float(value) for name, value in jax.device_get(on_device).items()}
+        tokens = metrics.pop("tokens")
+        metrics.update(response_length=tokens / self.cfg.sequences,
+                       tokens_per_s=tokens / (sampled - started),
+                       boards_per_s=self.cfg.batch / (done - started),
+                       rollout_s=sampled - started, update_s=done - sampled)
         return params, opt_state, metrics
 
     def evaluate(self, params, held_out) -> dict:

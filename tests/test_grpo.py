@@ -131,3 +131,33 @@ def test_updates_raise_the_log_probs_of_positive_advantages():
     after = sample.score(GRAPHDEF, params, batch.prompt, batch.frames, batch.tokens)
     change = jnp.sum((after - batch.old_logprobs) * batch.mask, axis=1)
     assert bool(jnp.all(change[adv > 0] > 0)) and bool(jnp.all(change[adv < 0] < 0))
+
+
+def test_k_updates_in_one_call_equal_k_calls():
+    """`updates=3` runs three optimiser steps inside the jitted update, on the same rollout
+    (old log-probs stay the sampling policy's): the same as three calls of one step."""
+    batch = rollout([1, -1, 0.5, -0.5, 2, 0, -2, 1])
+    params, opt_state = PARAMS, grpo.optimizer(UPDATE_CFG).init(PARAMS)
+    for _ in range(3):
+        params, opt_state, last = run_update(batch, params=params, opt_state=opt_state)
+    inside = run_update(batch, dataclasses.replace(UPDATE_CFG, updates=3))
+    for a, b in zip(jax.tree.leaves(inside[0]), jax.tree.leaves(params)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for name in ("loss", "kl", "clip_fraction", "grad_norm"):
+        np.testing.assert_allclose(inside[2][name], last[name], rtol=1e-4, atol=1e-6)
+    assert float(last["kl"]) > 0  # the later steps moved away from the reference
+    with pytest.raises(ValueError, match="updates"):
+        grpo.GRPOConfig(updates=0)
+
+
+def test_without_a_kl_term_the_reference_is_never_read():
+    cfg = dataclasses.replace(UPDATE_CFG, kl_coef=0.0)
+    batch = rollout([1, -1, 0.5, -0.5, 2, 0, -2, 1])
+    poisoned = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), PARAMS)
+    tx = grpo.optimizer(cfg)
+    update = grpo.compiled_update(GRAPHDEF, cfg)
+    clean = update(PARAMS, tx.init(PARAMS), PARAMS, batch)
+    params, _, metrics = update(PARAMS, tx.init(PARAMS), poisoned, batch)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(clean[0])):
+        np.testing.assert_array_equal(a, b)
+    assert float(metrics["kl"]) == 0.0 and np.isfinite(float(metrics["loss"]))

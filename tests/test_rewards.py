@@ -78,7 +78,7 @@ def test_hand_written_responses_have_known_rewards():
     got = both_paths(SWAP, batch_of(STATE, len(names)), tokens, mask)
     for i, name in enumerate(names):
         expected = CASES[name][1]
-        actual = (got.format[i], got.perception[i], got.valid[i], got.game[i])
+        actual = (got.format[i], got.perception[i], got.valid[i], got.shaped[i])
         assert tuple(float(x) for x in actual) == expected, name
     right = names.index("right")
     assert got.points[right] >= 6 and got.action[right] == SWAP.encode_action(0, 2, 0, 3)
