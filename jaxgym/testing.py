@@ -51,8 +51,7 @@ def check_env(env: Env, boards: int = 4, max_moves: int = 64, seed: int = 0,
     if not 0 < env.max_steps <= max_moves:
         env = dataclasses.replace(env, max_steps=max_moves)
     key = jax.random.key(seed)
-    jitted = Jitted(env)
-    jitted.boards = boards
+    jitted = Jitted(env, boards)
     states = jitted.resets(jax.random.split(key, boards))
     check_state(env, states, boards)
     check_text(env, states)
@@ -65,10 +64,11 @@ def check_env(env: Env, boards: int = 4, max_moves: int = 64, seed: int = 0,
 
 
 class Jitted:
-    """The env's batched functions, compiled once and shared by the checks."""
+    """The env's functions over batches of `boards` states, compiled once and shared by the
+    checks."""
 
-    def __init__(self, env: Env):
-        self.boards = 0  # set by check_env
+    def __init__(self, env: Env, boards: int):
+        self.boards = boards
         self.steps = jax.jit(jax.vmap(env.step))
         self.resets = jax.jit(jax.vmap(env.reset))
         self.auto_reset_steps = jax.jit(AutoReset(env).step)
