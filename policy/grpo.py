@@ -114,14 +114,10 @@ def loss_sums(params, graphdef, batch: Rollout, cfg: GRPOConfig):
     return jnp.sum(losses * mask), sums
 
 
-def _slices(batch: Rollout, size: int) -> Rollout:
-    """The batch reshaped to [S / size, size, ...] for a scan over slices."""
-    return jax.tree.map(lambda x: x.reshape((-1, size) + x.shape[1:]), batch)
-
-
 def _per_slice(batch: Rollout, size: int):
-    """(the batch's per-sequence fields in slices of `size`, a function that puts the shared
-    prompt prefix back into one slice). The prefix rows are shared, not per sequence."""
+    """(the batch's per-sequence fields reshaped to [S / size, size, ...] for a scan over
+    slices, a function that puts the shared prompt prefix back into one slice). The prefix
+    rows are shared, not per sequence."""
     prompt = batch.prompt
     per_sequence = batch._replace(prompt=prompt._replace(prefix=None, prefix_valid=None))
 
@@ -129,7 +125,8 @@ def _per_slice(batch: Rollout, size: int):
         return piece._replace(prompt=piece.prompt._replace(prefix=prompt.prefix,
                                                            prefix_valid=prompt.prefix_valid))
 
-    return _slices(per_sequence, size), whole
+    slices = jax.tree.map(lambda x: x.reshape((-1, size) + x.shape[1:]), per_sequence)
+    return slices, whole
 
 
 def reference_logprobs(graphdef, ref_params, batch: Rollout, cfg: GRPOConfig,

@@ -25,13 +25,18 @@ def batch_of(state, n):
     return jax.tree.map(lambda x: jnp.repeat(x[None], n, 0), state)
 
 
-def tokenize(texts, length=None):
-    rows = [TOK.encode(t) + [TOK.eos_id] for t in texts]
+def pad_ids(rows, length=None):
+    """Token id rows, each ended by the end of turn, padded: (int32[R, length], bool mask)."""
+    rows = [list(r) + [TOK.eos_id] for r in rows]
     length = length or max(map(len, rows))
     ids = np.full((len(rows), length), TOK.pad_id, np.int32)
     for i, r in enumerate(rows):
         ids[i, :len(r)] = r
     return jnp.asarray(ids), jnp.asarray(ids != TOK.pad_id)
+
+
+def tokenize(texts, length=None):
+    return pad_ids([TOK.encode(t) for t in texts], length)
 
 
 SWAP_REWARDS = jax.jit(R.RewardFn(SWAP, TOK).__call__)
@@ -173,13 +178,13 @@ def test_device_and_host_agree_on_every_game(game):
         rows += [right, TOK.encode(text.response_text(text.describe_board(env, boards[i - 1]),
                                                        "", move)),
                  [right[j] for j in rng.integers(0, len(right), len(right) // 2)]]
-    length = max(map(len, rows)) + 1
-    ids = np.full((len(rows), length), TOK.pad_id, np.int32)
-    for i, r in enumerate(rows):
-        ids[i, :len(r) + 1] = r + [TOK.eos_id]
-    tokens, mask = jnp.asarray(ids), jnp.asarray(ids != TOK.pad_id)
+    tokens, mask = pad_ids(rows)
     repeated = jax.tree.map(lambda x: jnp.repeat(x, 3, 0), states)
     got = both_paths(env, repeated, tokens, mask)
     assert float(got.perception[0::3].mean()) == 1.0 and float(got.format[0::3].mean()) == 1.0
     expert_legal = np.asarray(states.legal_action_mask)[np.arange(len(boards)), expert]
     np.testing.assert_array_equal(got.valid[0::3], expert_legal & ~np.asarray(states.done))
+    perception_chars = jax.jit(R.RewardFn(env, TOK).perception_chars)
+    for board in boards:  # the device's perception text is the host's, character for character
+        chars, n = perception_chars(jnp.asarray(board))
+        assert "".join(map(chr, np.asarray(chars)[: int(n)])) == text.describe_board(env, board)
