@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import jaxgym
+import render
 from bench import numpy_swap, peers
 from jaxgym import tiles
 from jaxgym.multigame import MultiGame
@@ -59,7 +60,7 @@ def bench_render(mix: MultiGame, steps: int, seed: int) -> dict:
     @jax.jit
     def step_and_draw(states, key):
         states = mix.step(states, mix.random_actions(key, states))
-        return states, mix.frames(states)
+        return states, render.mix_frames(mix, states)
 
     states = jax.jit(mix.reset)(jax.random.key(seed))
     keys = jax.random.split(jax.random.key(seed + 1), steps + 1)

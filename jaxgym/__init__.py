@@ -9,8 +9,10 @@
 from jaxgym import games  # noqa: F401  (registers every game)
 from jaxgym import text  # noqa: F401
 from jaxgym.core import (
+    EMPTY,
     INVALID_ACTION,
     Env,
+    PairEnv,
     State,
     is_legal,
     knobs,
@@ -21,9 +23,11 @@ from jaxgym.core import (
 from jaxgym.wrappers import AutoReset
 
 __all__ = [
+    "EMPTY",
     "INVALID_ACTION",
     "AutoReset",
     "Env",
+    "PairEnv",
     "State",
     "is_legal",
     "knobs",

@@ -26,6 +26,9 @@ INVALID_ACTION = -1
 """The action that is never legal: `encode_action` and `text.parse_answer` return it for moves
 that do not exist. Stepping it counts as an invalid move (board unchanged, reward -1)."""
 
+EMPTY = "-"
+"""How every game names an empty cell in perception text."""
+
 
 @struct.dataclass
 class State:
@@ -130,6 +133,30 @@ class Env(abc.ABC):
     def expert_action(self, state: State) -> jax.Array:
         """int32[]: the game's teacher move for this state (jit-able)."""
 
+    # ---- what a game says and shows (host side) -------------------------------------------
+
+    cell_separator: ClassVar[str] = " | "
+    """What joins the cell names of a row in perception text (rows are joined by newlines)."""
+
+    @abc.abstractmethod
+    def instructions(self) -> str:
+        """The whole prompt shown with the board image: the rules, then the answer format."""
+
+    @abc.abstractmethod
+    def cell_names(self, board: np.ndarray) -> list[list[str]]:
+        """What each cell of a concrete board (int[rows, cols]) is called in perception text;
+        `EMPTY` for an empty cell. IndexError for a value no board holds."""
+
+    @abc.abstractmethod
+    def rationale(self, board: np.ndarray, action: int) -> str:
+        """A one-sentence reason for playing `action` (in range) on `board`: the <think> text
+        of the cold start's targets."""
+
+    @abc.abstractmethod
+    def sprites(self) -> np.ndarray:
+        """uint8[n_sprites, tile_px, tile_px, 3]: sprite v draws board value v >= 0, the last
+        one the empty cell (`jaxgym.sprites`). Drawn on the host, once per setting."""
+
     # ---- shared bookkeeping ----------------------------------------------------------------
 
     def reset(self, key: jax.Array) -> State:
@@ -179,6 +206,30 @@ class Env(abc.ABC):
             truncated=jnp.zeros((), bool),
             legal_action_mask=mask,
         )
+
+
+class PairEnv(Env):
+    """A game whose move picks two cells. Its action codec is part of the contract: answers
+    name the two cells, `(r1, c1) (r2, c2)`, and `encode_action` maps them to an action.
+    Every other game answers with the action id, one ASCII digit (`jaxgym.text`)."""
+
+    verb: ClassVar[str] = "Pick"
+    """The rationale's first word: "Swap Red circle at (1, 2) with Blue square at (1, 3)."."""
+
+    @abc.abstractmethod
+    def encode_action(self, r1, c1, r2, c2) -> jax.Array:
+        """int32[]: the action on cells (r1, c1) and (r2, c2), or INVALID_ACTION for a pair
+        that is no move of the game (jit-able)."""
+
+    @abc.abstractmethod
+    def decode_action(self, action) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """(r1, c1, r2, c2) int32 scalars of an action; all INVALID_ACTION when it is out of
+        range (jit-able)."""
+
+    def rationale(self, board: np.ndarray, action: int) -> str:
+        names = self.cell_names(np.asarray(board))
+        r1, c1, r2, c2 = (int(x) for x in self.decode_action(action))
+        return f"{self.verb} {names[r1][c1]} at ({r1}, {c1}) with {names[r2][c2]} at ({r2}, {c2})."
 
 
 def is_legal(mask: jax.Array, action: jax.Array) -> jax.Array:

@@ -3,7 +3,7 @@
 An image source is a set of classes with several different images of each. A tile type is a class,
 and the copies of a type on a board show different images of it, so a player must match by class,
 not by pixels. `load(source, images_per_class)` returns an `ImageSource`; the game uses its first
-`classes` classes, and `render/images.py` turns the images into sprites.
+`classes` classes, and `image_atlas` turns them into sprites.
 
 Sources:
 
@@ -35,6 +35,9 @@ import pickle
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
+from jaxgym import sprites
 
 DIGITS = "digits"
 CIFAR10_NAMES = (
@@ -253,3 +256,32 @@ def _field(batch: Any, key: str, file: pathlib.Path) -> Any:
 def _text(name: Any) -> str:
     """b"cat" -> "cat"."""
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+
+
+# ---- sprites ----------------------------------------------------------------------------------
+# Board value v >= 0 shows image v % images_per_class of class v // images_per_class. Each image
+# is resized with a smooth (bicubic) filter to fill the cell inside its one-pixel grid line.
+
+
+def image_sprite(image: np.ndarray, px: int) -> np.ndarray:
+    """uint8[h, w, 3] -> uint8[px, px, 3]: the image filling an empty cell inside its grid line."""
+    inner = Image.fromarray(image).resize((px - 2, px - 2), Image.Resampling.BICUBIC)
+    cell = sprites.blank_cell(px)
+    cell[1:-1, 1:-1] = np.asarray(inner)
+    return cell
+
+
+@functools.lru_cache(maxsize=32)
+def image_atlas(source: str, classes: int, images_per_class: int, px: int) -> np.ndarray:
+    """uint8[classes * images_per_class + 1, px, px, 3]: sprite k * images_per_class + i is
+    image i of class k; the empty cell last."""
+    loaded = load(source, images_per_class)
+    if not 1 <= classes <= loaded.num_classes:
+        raise ValueError(
+            f"classes={classes}, but image source {source!r} has {loaded.num_classes} classes"
+        )
+    if px < 3:
+        raise ValueError(f"tile_px={px} is too small for an image inside the grid line; use >= 3")
+    chosen = loaded.images[:classes].reshape(-1, *loaded.images.shape[2:])
+    cells = [image_sprite(image, px) for image in chosen]
+    return np.stack(cells + [sprites.blank_cell(px)])

@@ -2,54 +2,41 @@
 
     mix = jaxgym.multigame.make_mix({"swap": 1024, "shisensho": 1024, "2048": 1024}, preset="easy")
     states = mix.reset(key)                       # one batched State per game, as a tuple
-    frames = mix.frames(states)                   # uint8[3072, H, W, 3], one canvas for all
+    frames = render.mix_frames(mix, states)       # uint8[3072, H, W, 3], one canvas for all
     states = mix.step(states, actions)            # actions: int32[3072], board order below
     mix.prompts(); mix.perceptions(states); mix.parse_answers(responses)
     mix.metrics(states)                           # per-game reward, valid-move rate, ...
 
 Boards are laid out game after game: the first `counts[0]` boards are `envs[0]`'s, and so on
 (`mix.game_ids` says which game each board plays). Every method that takes or returns per-board
-arrays uses that flat order, so a policy sees one batch; `step`, `frames`, `expert_actions`,
-`random_actions` and `metrics` are pure and run under one `jax.jit` with the rest of a training
-step. Each game keeps its own State (board shapes and action counts differ), so a batch is a tuple
-of States, one per game.
-
-Frames: every game is drawn on one canvas (by default the largest frame height by the largest
-frame width among the games): each game is redrawn with the largest cell size that fits the
-canvas (so its aspect is kept and its pixels stay crisp: no resampling) and centred on a white
-background. In a mixed batch the canvas, not each game's `tile_px`, sets the cell size.
+arrays uses that flat order, so a policy sees one batch; `step`, `expert_actions`, `random_actions`
+and `metrics` are pure and run under one `jax.jit` with the rest of a training step (and so does
+`render.mix_frames`, which draws every board on one canvas). Each game keeps its own State
+(board shapes and action counts differ), so a batch is a tuple of States, one per game.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import render
 from jaxgym import text
 from jaxgym.core import Env, State, is_legal, make, random_legal_action, require
 from jaxgym.wrappers import AutoReset
 
-BACKGROUND = 255  # canvas padding, white
-
-
 @dataclasses.dataclass(frozen=True)
 class MultiGame:
-    """`counts[i]` boards of `envs[i]`, for each i, stepped and drawn as one batch.
+    """`counts[i]` boards of `envs[i]`, for each i, stepped as one batch.
 
-    canvas:     (height, width) of every frame; None: the largest of the games' frames.
-                Each game is drawn with the largest cell size that fits it.
     auto_reset: deal a fresh board wherever an episode ends (`jaxgym.AutoReset`, per game).
     """
 
     envs: tuple[Env, ...]
     counts: tuple[int, ...]
-    canvas: tuple[int, int] | None = None
     auto_reset: bool = False
 
     def __post_init__(self) -> None:
@@ -61,13 +48,14 @@ class MultiGame:
                 f"one count per game: {len(self.envs)} games but {len(self.counts)} counts")
         require(all(isinstance(n, int) and n >= 1 for n in self.counts),
                 f"counts must be ints >= 1, got {self.counts}")
-        if self.canvas is None:
-            shapes = [render.frame_shape(env) for env in self.envs]
-            object.__setattr__(self, "canvas", (max(s[0] for s in shapes), max(s[1] for s in shapes)))
-        require(len(self.canvas) == 2 and all(isinstance(x, int) and x >= 8 for x in self.canvas),
-                f"canvas must be (height, width), ints >= 8, got {self.canvas}")
-        object.__setattr__(self, "canvas", tuple(self.canvas))
-        self.drawn_envs  # noqa: B018  (raises now if a game does not fit the canvas)
+
+    @classmethod
+    def split_evenly(cls, envs: Sequence[Env], batch: int, **options: Any) -> "MultiGame":
+        """`batch` boards shared equally by `envs`; ValueError unless they split evenly."""
+        require(len(envs) >= 1 and batch % len(envs) == 0,
+                f"a batch of {batch} boards does not split evenly over the {len(envs)} games "
+                "of the mix")
+        return cls(envs=tuple(envs), counts=(batch // len(envs),) * len(envs), **options)
 
     # ---- layout ----
 
@@ -133,34 +121,6 @@ class MultiGame:
         """A per-board State field with no game-specific shape, flattened: e.g. `reward` f32[batch]."""
         return jnp.concatenate([getattr(s, name) for s in states])
 
-    # ---- pixels ----
-
-    def frames(self, states: tuple[State, ...]) -> jax.Array:
-        """uint8[batch, canvas_h, canvas_w, 3]: every board drawn on the common canvas."""
-        return jnp.concatenate([self._on_canvas(env, s) for env, s in zip(self.drawn_envs, states)])
-
-    @functools.cached_property
-    def drawn_envs(self) -> tuple[Env, ...]:
-        """The games as drawn: each with the largest tile_px whose frame fits the canvas."""
-        canvas_h, canvas_w = self.canvas
-        fitted = []
-        for env in self.envs:
-            rows, cols = env.board_shape
-            px = min(canvas_h // rows, canvas_w // cols, 256)
-            require(px >= 8, f"canvas {self.canvas} is too small for a {rows}x{cols} {env.name} board "
-                             "(cells would be under 8 pixels)")
-            fitted.append(env if px == env.tile_px else dataclasses.replace(env, tile_px=px))
-        return tuple(fitted)
-
-    def _on_canvas(self, env: Env, state: State) -> jax.Array:
-        """uint8[n, canvas_h, canvas_w, 3]: a game's boards drawn and centred on the canvas."""
-        frames = render.frames(env, state)
-        _, h, w, _ = frames.shape
-        canvas_h, canvas_w = self.canvas
-        top, left = (canvas_h - h) // 2, (canvas_w - w) // 2
-        pad = ((0, 0), (top, canvas_h - h - top), (left, canvas_w - w - left), (0, 0))
-        return jnp.pad(frames, pad, constant_values=BACKGROUND)
-
     # ---- text (host side) ----
 
     def prompts(self) -> list[str]:
@@ -200,7 +160,7 @@ class MultiGame:
 
 def make_mix(counts: Mapping[str, int], preset: str | None = None, **options: Any) -> MultiGame:
     """A MultiGame from game names and board counts, every game at `preset` (None: defaults).
-    `options` go to MultiGame (canvas, auto_reset).
+    `options` go to MultiGame (auto_reset).
 
     >>> mix = make_mix({"swap": 1024, "shisensho": 1024, "2048": 1024}, preset="easy")
     """

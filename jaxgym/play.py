@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         move = text.answer_text(env, action)
         tqdm.write(f"move {step:3d}: {move}  reward {reward:+g}  score {score:g}")
         boxes = []
-        if hasattr(env, "decode_action"):  # pair games: outline the two cells
+        if isinstance(env, jaxgym.PairEnv):  # outline the two cells
             r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
             boxes = [render.cell_box(env, r1, c1), render.cell_box(env, r2, c2)] if r1 >= 0 else []
         pictures.append(render.annotate(picture, [f"move {step}: {move}", f"reward {reward:+g}   score {score:g}"], boxes))

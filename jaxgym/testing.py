@@ -8,8 +8,8 @@
 Each check raises AssertionError saying what broke. They play whole episodes under `jit` and
 `vmap` (to the end, and one step past it), compare jit, vmap and plain calls, rebuild dealt
 boards with `from_board`, run `AutoReset`, and check the text side (the expert's answer parses
-back to it; malformed answers are invalid and never raise). Pixels are `render`'s business
-and are checked there.
+back to it; malformed answers are invalid and never raise) and the sprites (one per value a
+board holds). Drawing frames from the sprites is `render`'s business and is checked there.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgym import text
-from jaxgym.core import INVALID_ACTION, Env, State, is_legal, list_games, make, random_legal_action
+from jaxgym.core import (INVALID_ACTION, Env, PairEnv, State, is_legal, list_games, make,
+                         random_legal_action)
 from jaxgym.wrappers import AutoReset
 
 MALFORMED_ANSWERS = (
@@ -55,6 +56,7 @@ def check_env(env: Env, boards: int = 4, max_moves: int = 64, seed: int = 0,
     states = jitted.resets(jax.random.split(key, boards))
     check_state(env, states, boards)
     check_text(env, states)
+    check_sprites(env, states)
     if play:
         check_moves(env, jax.tree.map(lambda x: x[0], states), jitted)
         check_from_board(env, states)
@@ -232,6 +234,28 @@ def check_text(env: Env, states: State) -> None:
         assert text.format_ok(response) is False
     rows = text.describe_board(env, np.asarray(states.board[0])).split("\n")
     assert len(rows) == env.board_shape[0], f"{env.name}: perception has one line per row"
+    for board, action in zip(np.asarray(states.board)[live], np.asarray(experts)[live]):
+        reason = text.rationale(env, board, action)
+        assert isinstance(reason, str) and reason, f"{env.name}: the rationale is empty"
+    assert isinstance(env, PairEnv) or env.num_actions <= 10, (
+        f"{env.name}: a game that answers with one digit can have at most 10 actions; "
+        "subclass PairEnv to answer with two cells")
+
+
+def check_sprites(env: Env, states: State) -> None:
+    """`env.sprites()` holds one tile_px x tile_px RGB sprite per value a board can hold, then
+    the empty cell, and the same sprites each time."""
+    atlas = env.sprites()
+    px = env.tile_px
+    assert isinstance(atlas, np.ndarray) and atlas.dtype == np.uint8, (
+        f"{env.name}: sprites() must return a uint8 NumPy array")
+    assert atlas.ndim == 4 and atlas.shape[1:] == (px, px, 3), (
+        f"{env.name}: sprites() must have shape [n, {px}, {px}, 3], got {atlas.shape}")
+    assert len(atlas) >= env.num_tile_types + 1, (
+        f"{env.name}: {len(atlas)} sprites for {env.num_tile_types} tile types and the empty cell")
+    boards = np.asarray(states.board)
+    assert boards.max() < len(atlas) - 1, f"{env.name}: a board holds a value with no sprite"
+    assert np.array_equal(env.sprites(), atlas), f"{env.name}: sprites() changed between calls"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,7 @@
 """The VLM's side of a game, in text: the prompt, the ground-truth perception of a board, the
-answer format, and the parser that turns a model's answer back into an action.
+answer format, and the parser that turns a model's answer back into an action. Each game says
+what is particular to it (`Env.instructions`, `cell_names`, `cell_separator`, `rationale`);
+this module holds what every game shares.
 
 A response looks like
 
@@ -18,14 +20,12 @@ Answer rules (`parse_answer`), decided once for every game:
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from jaxgym import tiles
-from jaxgym.core import INVALID_ACTION, Env, State
+from jaxgym.core import EMPTY, INVALID_ACTION, Env, PairEnv, State
 
 TAGS = ("perception", "think", "answer")
 
@@ -36,107 +36,6 @@ _RESPONSE = re.compile(
 _NUMBER = r"\s*([0-9]{1,4})\s*"
 _PAIR_ANSWER = re.compile(rf"\s*\({_NUMBER},{_NUMBER}\)\s*,?\s*\({_NUMBER},{_NUMBER}\)\s*", re.ASCII)
 _DIGIT_ANSWER = re.compile(r"\s*([0-9])\s*", re.ASCII)
-
-
-# ---- per-game text --------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class GameText:
-    """How one game talks: its prompt, the names of a board's cells (rows of strings, joined by
-    `separator` into perception lines), and its answer kind: "pair" (`(r1, c1) (r2, c2)`, through
-    `env.encode_action`) or "digit" (one ASCII digit, the action id itself)."""
-
-    prompt: Callable[[Env], str]
-    cells: Callable[[Env, np.ndarray], list[list[str]]]
-    separator: str = " | "
-    answer: str = "pair"
-
-
-def _swap_prompt(env: Env) -> str:
-    return (
-        f"You are playing Swap, a match-3 puzzle on a {env.rows}x{env.cols} grid. Every cell holds "
-        "a tile with a colour and a shape. Swap two horizontally or vertically adjacent tiles so "
-        "that three or more identical tiles (same colour and same shape) line up in a row or a "
-        "column; they are removed and score points. Cells are (row, column), 0-indexed from the "
-        "top-left.\n"
-        "First describe the board inside <perception></perception>: one line per row, cells "
-        'named like "Red circle" and joined by " | ". Then reason inside <think></think>. '
-        "Then give your move inside <answer></answer> as (row, column) (row, column), like (0, 1) (0, 2)."
-    )
-
-
-def _shape_cells(env: Env, board: np.ndarray) -> list[list[str]]:
-    names = tiles.tile_names(env.colours, env.shapes, env.palette)
-    return [[names[t] if t >= 0 else EMPTY for t in row] for row in board]
-
-
-def _twenty48_prompt(env: Env) -> str:
-    return (
-        f"You are playing 2048 on a {env.size}x{env.size} grid. Each tile shows a power of two. "
-        "A move slides every tile as far as it can in one direction; two tiles of the same value "
-        "that meet merge to one tile of their sum (once per move), and the merged values are "
-        "your score. A move that changes nothing is not allowed. After every valid move a new 2 or 4 "
-        "appears on an empty cell.\n"
-        "First describe the board inside <perception></perception>: one line per row, cells "
-        'written as their number, "-" for an empty cell, joined by "|" (like 2|-|4|-). Then '
-        "reason inside <think></think>. Then give your move inside <answer></answer> as one "
-        "digit: 0 up, 1 right, 2 down, 3 left."
-    )
-
-
-def _number_cells(env: Env, board: np.ndarray) -> list[list[str]]:
-    return [[str(2 ** int(k)) if k > 0 else EMPTY for k in row] for row in board]
-
-
-def _shisensho_prompt(env: Env) -> str:
-    return (
-        f"You are playing Shisen-Sho on a {env.rows}x{env.cols} grid. Every cell holds a tile with "
-        "a colour and a shape, or is empty. Pick two identical tiles (same colour and same shape) "
-        "that can be joined by a path of at most three straight lines (at most two turns) through "
-        "empty cells; the path may go around the outside of the board. Both tiles are removed. "
-        "Cells are (row, column), 0-indexed from the top-left.\n"
-        "First describe the board inside <perception></perception>: one line per row, cells "
-        f'named like "Red circle", empty cells as "{EMPTY}", joined by " | ". Then reason inside '
-        "<think></think>. Then give your pair inside <answer></answer> as (row, column) (row, column), like (0, 1) (0, 2)."
-    )
-
-
-def _shisensho_images_prompt(env: Env) -> str:
-    classes = ", ".join(env.class_names)
-    return (
-        f"You are playing Shisen-Sho with pictures on a {env.rows}x{env.cols} grid. Every cell "
-        f"shows a picture of one of these classes: {classes}; or is empty. Pick two pictures of "
-        "the same class (they may be different pictures) that can be joined by a path of at most "
-        "three straight lines (at most two turns) through empty cells; the path may go around the "
-        "outside of the board. Both are removed. Cells are (row, column), 0-indexed from the "
-        "top-left.\n"
-        "First describe the board inside <perception></perception>: one line per row, each cell "
-        f'named by its class, empty cells as "{EMPTY}", joined by " | ". Then reason inside '
-        "<think></think>. Then give your pair inside <answer></answer> as (row, column) (row, column), like (0, 1) (0, 2)."
-    )
-
-
-def _class_cells(env: Env, board: np.ndarray) -> list[list[str]]:
-    names = env.class_names
-    return [[names[t // env.images_per_class] if t >= 0 else EMPTY for t in row] for row in board]
-
-
-EMPTY = "-"
-"""How every game names an empty cell in perception text."""
-
-_GAME_TEXT: dict[str, GameText] = {
-    "swap": GameText(_swap_prompt, _shape_cells),
-    "shisensho": GameText(_shisensho_prompt, _shape_cells),
-    "shisensho-images": GameText(_shisensho_images_prompt, _class_cells),
-    "2048": GameText(_twenty48_prompt, _number_cells, separator="|", answer="digit"),
-}
-
-
-def _lookup(env: Env) -> GameText:
-    if env.name not in _GAME_TEXT:
-        raise NotImplementedError(f"no text interface for game {env.name!r}")
-    return _GAME_TEXT[env.name]
 
 
 # ---- public ---------------------------------------------------------------------------------
@@ -152,7 +51,7 @@ def prompt(env: Env, style: str = "full") -> str:
     attention (docs/learnability.md)."""
     if style not in PROMPT_STYLES:
         raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
-    text = _lookup(env).prompt(env)
+    text = env.instructions()
     return text if style == "full" else text.split(". ")[0] + "."
 
 
@@ -167,8 +66,7 @@ def describe_board(env: Env, board: Any) -> str:
     board = np.asarray(board)
     if board.shape != env.board_shape:
         raise ValueError(f"perception takes one board of shape {env.board_shape}, got {board.shape}")
-    game = _lookup(env)
-    return "\n".join(game.separator.join(row) for row in game.cells(env, board))
+    return "\n".join(env.cell_separator.join(row) for row in env.cell_names(board))
 
 
 def value_names(env: Env) -> list[str]:
@@ -178,7 +76,7 @@ def value_names(env: Env) -> list[str]:
     names = []
     for value in range(-1, env.num_tile_types + 1):
         try:
-            names.append(_lookup(env).cells(env, np.array([[value]]))[0][0])
+            names.append(env.cell_names(np.array([[value]]))[0][0])
         except IndexError:  # one past the last type, for games whose types start at 0
             names.append("?")
     return names
@@ -186,43 +84,32 @@ def value_names(env: Env) -> list[str]:
 
 def cell_separator(env: Env) -> str:
     """What joins the cell names of a row in perception text (rows are joined by newlines)."""
-    return _lookup(env).separator
+    return env.cell_separator
 
 
 def answer_kind(env: Env) -> str:
     """"pair" (`(r1, c1) (r2, c2)`) or "digit" (one digit, the action id)."""
-    return _lookup(env).answer
+    return "pair" if isinstance(env, PairEnv) else "digit"
 
 
 def answer_text(env: Env, action: Any) -> str:
     """The answer string for an action: `(r1, c1) (r2, c2)` for pair games, the digit for
     digit games. ValueError for an action out of range."""
-    game = _lookup(env)
     if not 0 <= int(action) < env.num_actions:
         raise ValueError(f"{env.name}: action {action} is out of range [0, {env.num_actions})")
-    if game.answer == "digit":
+    if not isinstance(env, PairEnv):
         return str(int(action))
     r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
     return f"({r1}, {c1}) ({r2}, {c2})"
 
 
-DIRECTIONS = ("up", "right", "down", "left")
-"""The names of 2048's actions 0..3."""
-
-
 def rationale(env: Env, board: Any, action: Any) -> str:
-    """A one-sentence reason for a move, the <think> text of the cold start's targets: for
-    Swap "Swap Red circle at (1, 2) with Blue square at (1, 3).", for Shisen-Sho "Join Red
-    circle at (0, 0) with Red circle at (0, 3).", for 2048 "Slide left." ValueError for an
-    action out of range."""
-    game = _lookup(env)
+    """A one-sentence reason for a move, the <think> text of the cold start's targets
+    (`env.rationale`): for Swap "Swap Red circle at (1, 2) with Blue square at (1, 3).", for
+    Shisen-Sho "Join Red circle at (0, 0) with Red circle at (0, 3).", for 2048 "Slide left."
+    ValueError for an action out of range."""
     answer_text(env, action)  # range check
-    if game.answer == "digit":
-        return f"Slide {DIRECTIONS[int(action)]}."
-    names = game.cells(env, np.asarray(board))
-    r1, c1, r2, c2 = (int(x) for x in env.decode_action(action))
-    verb = "Swap" if env.name == "swap" else "Join"
-    return f"{verb} {names[r1][c1]} at ({r1}, {c1}) with {names[r2][c2]} at ({r2}, {c2})."
+    return env.rationale(np.asarray(board), int(action))
 
 
 def response_text(perception_text: str, think: str, answer: str) -> str:
@@ -269,7 +156,7 @@ def parse_answer(env: Env, text: Any) -> int:
         answer = extract_answer(text)
         if answer is None:
             return INVALID_ACTION
-        if _lookup(env).answer == "digit":
+        if not isinstance(env, PairEnv):
             match = _DIGIT_ANSWER.fullmatch(answer)
             if match is None or int(match.group(1)) >= env.num_actions:
                 return INVALID_ACTION

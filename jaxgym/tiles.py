@@ -11,6 +11,8 @@ must tell apart by small colour differences).
 
 from __future__ import annotations
 
+from jaxgym.core import EMPTY
+
 # Well-separated colours (after Kelly's and Trubetskoy's lists), distinct on a light background.
 COLOURS: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("Red", (230, 25, 75)),
@@ -65,3 +67,10 @@ def tile_name(tile: int, n_shapes: int, palette_name: str = "distinct") -> str:
 def tile_names(n_colours: int, n_shapes: int, palette_name: str = "distinct") -> tuple[str, ...]:
     """Names of every tile type, indexed by type id."""
     return tuple(tile_name(t, n_shapes, palette_name) for t in range(n_colours * n_shapes))
+
+
+def board_names(board, n_colours: int, n_shapes: int, palette_name: str = "distinct") -> list[list[str]]:
+    """The tile name of every cell of a concrete board (int[rows, cols]); `EMPTY` for an empty
+    cell (-1); IndexError for a type past colours x shapes."""
+    names = tile_names(n_colours, n_shapes, palette_name)
+    return [[names[t] if t >= 0 else EMPTY for t in row] for row in board]

@@ -6,6 +6,7 @@ all `policy.evaluate` and a resumed run need).
     step = latest_step(run_dir)                      # None if there is none
     items = restore(run_dir, step, like={"params": ...})   # any subset of the saved items
     settings = load_settings(run_dir); tokenizer = load_tokenizer(run_dir)
+    graphdef, params, tokenizer, model_cfg, settings = load_policy(run_dir)   # a model to run
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx
 
+from policy import model as vlm
 from policy.tokenizer import GameTokenizer
 
 
@@ -78,3 +81,15 @@ def load_settings(run_dir: str) -> dict:
 
 def load_tokenizer(run_dir: str) -> GameTokenizer:
     return GameTokenizer.load(os.path.join(run_dir, "tokenizer"))
+
+
+def load_policy(run_dir: str):
+    """(graphdef, params, tokenizer, model config, settings) of a checkpoint folder's latest
+    step: the model alone, without its optimiser state."""
+    settings = load_settings(run_dir)
+    tokenizer = load_tokenizer(run_dir)
+    model_cfg = vlm.ModelConfig(**settings["model"])
+    graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id))
+    abstract = jax.eval_shape(lambda: params)
+    tree = restore(run_dir, None, dict(params=abstract))
+    return graphdef, tree["params"], tokenizer, model_cfg, settings

@@ -7,8 +7,9 @@ the response texts the cold start learns (made on the fly from the engine).
     texts = cold_start_texts(env, states)                    # perception + rationale + expert
     ids, mask = pad_responses(tokenizer, texts, length)
 
-`GameSet` does the same for a job's games: one game, or all of them sharing each batch ("mix",
-frames on one canvas via `jaxgym.multigame`); the cold start and the trainer go through it.
+`GameSet` does the same for a job's games: one game, or all of them sharing each batch ("mix":
+a `jaxgym.multigame.MultiGame`, drawn on one canvas by `render.mix_frames`); the cold start and
+the trainer go through it.
 """
 
 from __future__ import annotations
@@ -153,18 +154,14 @@ class GameSet:
         return len(self.envs) == 1
 
     def counts(self, batch: int) -> tuple[int, ...]:
-        if batch % len(self.envs):
-            raise ValueError(f"a batch of {batch} boards does not split evenly over the "
-                             f"{len(self.envs)} games of the mix")
-        return (batch // len(self.envs),) * len(self.envs)
+        return self.multigame(batch).counts
 
     def multigame(self, batch: int) -> MultiGame:
-        return MultiGame(self.envs, self.counts(batch))
+        """`batch` boards split evenly over the games (ValueError unless they split)."""
+        return _split_evenly(self.envs, batch)
 
     def frame_shape(self) -> tuple[int, int, int]:
-        if self.single:
-            return render.frame_shape(self.envs[0])
-        return tuple(self.multigame(len(self.envs)).canvas) + (3,)
+        return render.canvas_shape(self.envs) + (3,)
 
     def deal(self, key: jax.Array, batch: int, max_random_moves: int = 0) -> tuple[State, ...]:
         keys = [key] if self.single else [jax.random.fold_in(key, i) for i in range(len(self.envs))]
@@ -172,10 +169,16 @@ class GameSet:
                      for env, k, n in zip(self.envs, keys, self.counts(batch)))
 
     def draw(self, states: tuple[State, ...]) -> jax.Array:
-        """uint8[B, H, W, 3]."""
-        if self.single:
-            return draw(self.envs[0], states[0])
-        return _mix_frames(self.multigame(sum(len(s.board) for s in states)), states)
+        """uint8[B, H, W, 3]: every board on the games' common canvas (one game: its frames)."""
+        return render.draw_mix(self.multigame(sum(len(s.board) for s in states)), states)
+
+    def step(self, states: tuple[State, ...], actions: jax.Array) -> tuple[State, ...]:
+        """Every board advanced by its action (int32[B], board order); compiled once per mix."""
+        return _step_mix(self.multigame(sum(len(s.board) for s in states)), states, actions)
+
+    def labels(self) -> tuple[str, ...]:
+        """One name per game, for per-game metrics (`MultiGame.labels`)."""
+        return MultiGame(self.envs, (1,) * len(self.envs)).labels
 
     def prompt(self, tokenizer: GameTokenizer, cfg: ModelConfig, batch: int) -> Prompt:
         """Each board's game's shared part (one prefix row per game) and its own part (the
@@ -226,6 +229,11 @@ def _left_padded(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.nda
     return ids, valid
 
 
+@functools.lru_cache(maxsize=64)
+def _split_evenly(envs: tuple[Env, ...], batch: int) -> MultiGame:
+    return MultiGame.split_evenly(envs, batch)
+
+
 @functools.partial(jax.jit, static_argnames=("mix",))
-def _mix_frames(mix: MultiGame, states: tuple[State, ...]) -> jax.Array:
-    return mix.frames(states)
+def _step_mix(mix: MultiGame, states: tuple[State, ...], actions: jax.Array) -> tuple[State, ...]:
+    return mix.step(states, actions)

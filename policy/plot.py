@@ -12,6 +12,8 @@ import argparse
 import os
 import sys
 
+from policy import loop
+
 PANELS = (  # (title, training metric, held-out metric)
     ("mean reward (sampled)", "reward", None),
     ("perception exact-match", "perception_reward", "perception_exact"),
@@ -53,8 +55,6 @@ def plot_runs(runs: dict[str, list[dict]], out: str, title: str | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from policy.train import read_metrics
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders (policy.train --checkpoint-dir)")
     parser.add_argument("--out", default=None, help="PNG file (default: RUN_DIR/curves.png)")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {run} has no train_metrics.jsonl (not a policy.train run folder?)",
                   file=sys.stderr)
             return 2
-        runs[os.path.basename(os.path.normpath(run))] = read_metrics(run)
+        runs[os.path.basename(os.path.normpath(run))] = loop.read_metrics(run)
     out = plot_runs(runs, args.out or os.path.join(args.runs[0], "curves.png"))
     print(f"wrote {out}")
     return 0

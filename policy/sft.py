@@ -9,7 +9,8 @@ answer; `base` = empty perception and reasoning and a uniformly random answer (f
 Cross-entropy on the response tokens only; AdamW with linear warm-up and cosine decay; one
 jitted step. Every `eval_every` steps the policy answers held-out boards greedily and the
 perception exact-match, valid-move and format rates are printed and logged to
-`OUT/sft_metrics.jsonl`. Checkpoints (orbax) go to OUT; `--resume` continues a run exactly.
+`OUT/sft_metrics.jsonl` (with the loss of every step; TensorBoard events in `OUT/tb/`). The
+loop is `policy.loop`'s, the held-out evaluation `policy.evaluation`'s. Checkpoints (orbax) go to OUT; `--resume` continues a run exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import dataclasses
 import functools
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -27,11 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm import tqdm
 
 import jaxgym
 from jaxgym import text as game_text
-from policy import checkpoint, episodes, model as vlm, sample, tokenizer as tokenization
+from policy import checkpoint, episodes, evaluation, loop, model as vlm, sample
+from policy import tokenizer as tokenization
+
+LOG = "sft_metrics.jsonl"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,25 +136,6 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
     return train_step
 
 
-# ---- evaluation on held-out boards ---------------------------------------------------------
-
-
-def greedy_metrics(games: episodes.GameSet, tokenizer, graphdef, params, model_cfg, states,
-                   budget) -> dict:
-    """Perception exact-match, valid-move, format rates and mean game points of greedy answers.
-    states: a tuple of States, one per game of `games`."""
-    frames = games.draw(states)
-    prompt = games.prompt(tokenizer, model_cfg, frames.shape[0])
-    samples = sample.generate(graphdef, params, prompt, frames, jax.random.key(0), 0.0,
-                              max_new_tokens=budget, eos_id=tokenizer.eos_id,
-                              pad_id=tokenizer.pad_id)
-    rewards = games.score(tokenizer, states, samples.tokens, samples.mask, jit=True)
-    return dict(perception_exact=float(rewards.perception.mean()),
-                valid_move_rate=float(rewards.valid.mean()),
-                format_rate=float(rewards.format.mean()),
-                mean_game_reward=float(rewards.points.mean()))
-
-
 # ---- the run -------------------------------------------------------------------------------
 
 
@@ -204,60 +189,29 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     train_step = compiled_train_step(graphdef, cfg)
     prompt = games.prompt(tokenizer, model_cfg, cfg.batch)
     held_out = games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
-    log_path = os.path.join(out, "sft_metrics.jsonl")
-    metrics: dict = {}
     started = time.time()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet,
-               desc="cold start", unit="step")
-    completed, saved = start, start  # steps whose update is in `params`
-    try:
-        for step in bar:
-            key = jax.random.fold_in(jax.random.key(cfg.seed), step)
-            states = games.deal(key, cfg.batch, cfg.max_random_moves)
-            frames = games.draw(states)
-            response, mask = targets(cfg, games, tokenizer, states, key, budget)
-            params, opt_state, loss = train_step(params, opt_state, prompt, frames, response,
-                                                 mask)
-            completed = step + 1
-            loss = float(loss)
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"the loss became {loss} at step {step}; the last "
-                                         f"good checkpoint (step {saved}) is in {out}")
-            bar.set_postfix(loss=f"{loss:.3f}")
-            done = step + 1
-            if done % cfg.eval_every == 0 or done == cfg.steps:
-                metrics = greedy_metrics(games, tokenizer, graphdef, params, model_cfg,
-                                         held_out, budget)
-                metrics.update(step=done, loss=loss, seconds=round(time.time() - started, 1))
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
-                if not quiet:
-                    bar.write(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in metrics.items()))
-            if done % cfg.save_every == 0 or done == cfg.steps or done == stop_after:
-                checkpoint.save(out, done, dict(params=params, opt_state=opt_state), settings,
-                                tokenizer)
-                saved = done
-            if done == stop_after:
-                break
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"interrupted: saving step {completed} to {out}")
-        checkpoint.save(out, completed, dict(params=params, opt_state=opt_state), settings,
-                        tokenizer)
-        raise
+
+    def step_fn(state, step):
+        params, opt_state = state
+        key = jax.random.fold_in(jax.random.key(cfg.seed), step)
+        states = games.deal(key, cfg.batch, cfg.max_random_moves)
+        response, mask = targets(cfg, games, tokenizer, states, key, budget)
+        params, opt_state, loss = train_step(params, opt_state, prompt, games.draw(states),
+                                             response, mask)
+        return (params, opt_state), dict(loss=float(loss),
+                                         seconds=round(time.time() - started, 1))
+
+    def evaluate_fn(state):
+        policy = evaluation.ModelPolicy(graphdef, state[0], tokenizer, model_cfg, budget)
+        return evaluation.play(games, policy, held_out)[0]
+
+    def save_fn(state, step):
+        checkpoint.save(out, step, dict(params=state[0], opt_state=state[1]), settings, tokenizer)
+
+    _, _, metrics = loop.run((params, opt_state), start, cfg.steps, step_fn, evaluate_fn, save_fn,
+                             loop.Log(out, start, LOG), cfg.eval_every, cfg.save_every, out,
+                             "cold start", quiet, stop_after)
     return metrics
-
-
-def load_policy(run_dir: str):
-    """(graphdef, params, tokenizer, model config, settings) of a checkpoint folder."""
-    settings = checkpoint.load_settings(run_dir)
-    tokenizer = checkpoint.load_tokenizer(run_dir)
-    model_cfg = vlm.ModelConfig(**settings["model"])
-    graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id))
-    abstract = jax.eval_shape(lambda: params)
-    tree = checkpoint.restore(run_dir, None, dict(params=abstract))
-    return graphdef, tree["params"], tokenizer, model_cfg, settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -295,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.path.isdir(args.out) and checkpoint.latest_step(args.out) is not None and not args.resume:
         parser.error(f"{args.out} already holds a checkpoint; pass --resume or another --out")
     started = time.time()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill -TERM saves like Ctrl-C
     metrics = train(cfg, args.out, resume=args.resume)
     print(f"done in {time.time() - started:.0f} s; checkpoint in {args.out}")
     print(json.dumps(metrics))

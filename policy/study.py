@@ -20,26 +20,29 @@ import sys
 import time
 
 import jaxgym
-from policy import checkpoint, evaluate, plot, tokenizer as tokenization, train
+from policy import checkpoint, evaluation, loop, plot, tokenizer as tokenization, train
+from policy.episodes import GameSet
 
 KEYS = ("valid_move_rate", "mean_game_reward", "perception_exact")
 
 
-def measure(env, policy, boards: int, seed: int) -> dict:
-    metrics, _ = evaluate.evaluate(env, policy, boards=boards, steps=1, seed=seed,
-                                   progress=False)
+def measure(game: str, board_preset: str, policy, boards: int, seed: int) -> dict:
+    """A policy's held-out metrics, with the prompt it was trained with."""
+    games = GameSet.make(game, board_preset, policy.prompt_style, policy.image_first)
+    metrics, _ = evaluation.evaluate(games, policy, boards=boards, steps=1, seed=seed,
+                                     progress=False)
     return {key: metrics[key] for key in KEYS}
 
 
-def run_mode(cfg: train.TrainConfig, folder: str, boards: int, env) -> dict:
+def run_mode(cfg: train.TrainConfig, folder: str, boards: int) -> dict:
     """Train one mode (resuming if it was interrupted); its before/after metrics."""
     if checkpoint.latest_step(folder) != cfg.steps:
         resume = checkpoint.latest_step(folder) is not None
         train.train(cfg, folder, resume=resume)
-    before = evaluate.ModelPolicy.load(os.path.join(folder, "init"))
-    after = evaluate.ModelPolicy.load(folder)
-    return dict(before=measure(env, before, boards, cfg.seed),
-                after=measure(env, after, boards, cfg.seed))
+    before = evaluation.ModelPolicy.load(os.path.join(folder, "init"))
+    after = evaluation.ModelPolicy.load(folder)
+    return dict(before=measure(cfg.game, cfg.board_preset, before, boards, cfg.seed),
+                after=measure(cfg.game, cfg.board_preset, after, boards, cfg.seed))
 
 
 def table(results: dict) -> str:
@@ -68,16 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     os.makedirs(args.out, exist_ok=True)
     results, configs = {}, {}
-    env = None
     for mode in ("g0", "g1"):
         cfg = train.TrainConfig(**options, mode=mode)
-        env = env or jaxgym.make(cfg.game, cfg.board_preset)
         print(f"== {mode} ==", flush=True)
-        results[mode] = run_mode(cfg, os.path.join(args.out, mode), args.boards, env)
+        results[mode] = run_mode(cfg, os.path.join(args.out, mode), args.boards)
         configs[mode] = dataclasses.asdict(cfg)
     tok = tokenization.default()
     for kind in ("expert", "random"):
-        fixed = measure(env, evaluate.TextPolicy(kind, tok), args.boards, args.seed)
+        fixed = measure(cfg.game, cfg.board_preset, evaluation.TextPolicy(kind, tok),
+                        args.boards, args.seed)
         results[kind] = dict(before=fixed, after=fixed)
     summary = dict(game=args.game, preset=args.preset, boards=args.boards, seed=args.seed,
                    seconds=round(time.time() - started, 1), train=configs, results=results)
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(results)
     with open(os.path.join(args.out, "study.md"), "w") as f:
         f.write(text + "\n")
-    runs = {mode: train.read_metrics(os.path.join(args.out, mode)) for mode in ("g0", "g1")}
+    runs = {mode: loop.read_metrics(os.path.join(args.out, mode)) for mode in ("g0", "g1")}
     plot.plot_runs(runs, os.path.join(args.out, "study.png"),
                    title=f"{args.game}: G0 (from the base) vs G1 (from the cold start)")
     print(text)

@@ -69,22 +69,21 @@ def pieces(text: str) -> list[str]:
 
 
 def game_corpus() -> list[str]:
-    """Every text the games can show or expect: prompts of every game at every preset, tile
-    and class names, numbers, and a rationale and answer of each game (no board is dealt)."""
+    """Every text the games can show or expect: prompts and cell names of every game at every
+    preset, every colour, shape and image-class name a setting may choose, numbers, and a
+    rationale and answer of each action a game has (up to 4; no board is dealt)."""
     import jaxgym
     from jaxgym import images, text, tiles
 
     texts = [" ".join(name for name, _ in colours) for colours in tiles.PALETTES.values()]
-    texts += [" ".join(tiles.SHAPES), " ".join(images.CIFAR10_NAMES), text.EMPTY]
-    texts += [" ".join(text.DIRECTIONS), string.digits]
+    texts += [" ".join(tiles.SHAPES), " ".join(images.CIFAR10_NAMES), text.EMPTY, string.digits]
     for game, presets in jaxgym.list_games().items():
         for preset in presets:
             env = jaxgym.make(game, preset)
-            texts.append(text.prompt(env))
-            if hasattr(env, "class_names"):
-                texts.append(" ".join(env.class_names))
+            texts += [text.prompt(env), " ".join(text.value_names(env))]
         board = np.zeros(env.board_shape, np.int32)
-        texts += [text.rationale(env, board, 0), text.answer_text(env, 0)]
+        for action in range(min(env.num_actions, 4)):
+            texts += [text.rationale(env, board, action), text.answer_text(env, action)]
     return texts
 
 

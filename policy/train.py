@@ -38,12 +38,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
 
 import jaxgym
-from policy import checkpoint, episodes, grpo, sample, sft
+import render
+from policy import checkpoint, episodes, evaluation, grpo, loop, sample, sft
 
 REWARDS = ("shaped", "perception", "format")
+LOG = "train_metrics.jsonl"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # minutes on a 2-core CPU: tiny model, easy boards
@@ -165,7 +166,7 @@ def starting_policy(cfg: TrainConfig, run_dir: str, init: str | None, quiet: boo
         if not quiet:
             print(f"{cfg.mode}: training the starting policy into {folder}")
         sft.train(init_config(cfg), folder, resume=True, quiet=quiet)
-    graphdef, params, tokenizer, model_cfg, settings = sft.load_policy(folder)
+    graphdef, params, tokenizer, model_cfg, settings = checkpoint.load_policy(folder)
     game = (settings.get("sft") or {}).get("game")
     if game != cfg.game:
         raise ValueError(f"the starting policy in {folder} was trained on {game!r}, not "
@@ -244,7 +245,9 @@ class Trainer:
                  model_cfg, budget: int, mesh: Mesh):
         if cfg.batch % mesh.size:
             raise ValueError(f"--batch {cfg.batch} must be a multiple of the {mesh.size} devices")
-        games.counts(cfg.batch), games.counts(cfg.eval_boards)  # ValueError unless they split
+        games.counts(cfg.batch)  # ValueError unless the batches split over the games
+        if cfg.eval_boards:
+            games.counts(cfg.eval_boards)
         self.cfg, self.games, self.graphdef = cfg, games, graphdef
         self.tokenizer, self.model_cfg, self.budget, self.mesh = tokenizer, model_cfg, budget, mesh
         self.replicated = NamedSharding(mesh, PartitionSpec())
@@ -279,49 +282,13 @@ class Trainer:
                        rollout_s=sampled - started, update_s=done - sampled)
         return params, opt_state, metrics
 
+    def policy(self, params, temperature: float = 0.0) -> evaluation.ModelPolicy:
+        return evaluation.ModelPolicy(self.graphdef, params, self.tokenizer, self.model_cfg,
+                                      self.budget, temperature)
+
     def evaluate(self, params, held_out) -> dict:
         """Greedy held-out metrics: perception exact-match, valid-move, format, game points."""
-        return sft.greedy_metrics(self.games, self.tokenizer, self.graphdef, params,
-                                  self.model_cfg, held_out, self.budget)
-
-
-# ---- logging ---------------------------------------------------------------------------------
-
-
-class Log:
-    """JSON lines (`train_metrics.jsonl`) and TensorBoard events (`tb/`) of a run. On resume,
-    lines past the checkpoint's step are dropped, so the log reads like an unbroken run."""
-
-    def __init__(self, run_dir: str, start: int):
-        self.path = os.path.join(run_dir, "train_metrics.jsonl")
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                kept = [line for line in f if json.loads(line)["step"] <= start]
-            with open(self.path, "w") as f:
-                f.writelines(kept)
-        try:
-            from tensorboardX import SummaryWriter
-            self.board = SummaryWriter(os.path.join(run_dir, "tb"), purge_step=start + 1)
-        except ImportError:  # pragma: no cover - tensorboardX is a dependency
-            self.board = None
-
-    def write(self, step: int, metrics: dict, prefix: str = "train") -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(dict(step=step, kind=prefix, **metrics)) + "\n")
-        if self.board is not None:
-            for name, value in metrics.items():
-                if isinstance(value, (int, float)):
-                    self.board.add_scalar(f"{prefix}/{name}", value, step)
-
-    def close(self) -> None:
-        if self.board is not None:
-            self.board.close()
-
-
-def read_metrics(run_dir: str) -> list[dict]:
-    """The lines of a run's `train_metrics.jsonl`."""
-    with open(os.path.join(run_dir, "train_metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
+        return evaluation.play(self.games, self.policy(params), held_out)[0]
 
 
 # ---- the run -------------------------------------------------------------------------------
@@ -362,67 +329,38 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
         opt_state = jax.device_put(tree["opt_state"], trainer.replicated)
     held_out = (games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
                 if cfg.eval_boards else None)
-    log = Log(run_dir, start)
     if not quiet:
         print(f"{cfg.game} ({cfg.board_preset}) GRPO, {cfg.mode} from {init}: {cfg.steps} steps x "
               f"{cfg.batch} boards x {cfg.samples} samples on {mesh.size} device(s), update in "
               f"slices of {trainer.grpo_cfg.microbatch}")
-    if start == 0 and held_out is not None:
-        log.write(0, trainer.evaluate(params, held_out), "eval")
 
-    def save(step):
-        checkpoint.save(run_dir, step, dict(params=params, opt_state=opt_state), settings,
+    def step_fn(state, step):
+        params, opt_state = state
+        key = jax.random.fold_in(jax.random.key(cfg.seed), step)
+        params, opt_state, metrics = trainer.step(params, opt_state, ref_params, key)
+        return (params, opt_state), metrics
+
+    def save_fn(state, step):
+        checkpoint.save(run_dir, step, dict(params=state[0], opt_state=state[1]), settings,
                         tokenizer)
 
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=quiet,
-               desc=f"GRPO {cfg.mode}", unit="step")
-    evaluation: dict = {}
-    completed = start
-    try:
-        for step in bar:
-            key = jax.random.fold_in(jax.random.key(cfg.seed), step)
-            new_params, new_opt_state, metrics = trainer.step(params, opt_state, ref_params, key)
-            if not np.isfinite(metrics["loss"]):
-                raise FloatingPointError(
-                    f"the loss became {metrics['loss']} at step {step + 1}; stopping. The last good "
-                    f"checkpoint (step {checkpoint.latest_step(run_dir)}) is in {run_dir}")
-            params, opt_state, completed = new_params, new_opt_state, step + 1
-            log.write(completed, metrics)
-            bar.set_postfix(reward=f"{metrics['reward']:.2f}",
-                            valid=f"{metrics['valid_move_rate']:.2f}")
-            if held_out is not None and (completed % cfg.eval_every == 0
-                                         or completed == cfg.steps):
-                evaluation = trainer.evaluate(params, held_out)
-                log.write(completed, evaluation, "eval")
-                if not quiet:
-                    bar.write(f"step {completed}: " + " ".join(
-                        f"{k}={v:.3f}" for k, v in evaluation.items()))
-            if completed % cfg.save_every == 0 or completed == cfg.steps or completed == stop_after:
-                save(completed)
-            if completed == stop_after:
-                break
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"interrupted: saving step {completed} to {run_dir}")
-        save(completed)
-        raise
-    finally:
-        log.close()
+    evaluate_fn = None if held_out is None else lambda state: trainer.evaluate(state[0], held_out)
+    (params, _), completed, evaluation_metrics = loop.run(
+        (params, opt_state), start, cfg.steps, step_fn, evaluate_fn, save_fn,
+        loop.Log(run_dir, start, LOG), cfg.eval_every, cfg.save_every, run_dir,
+        f"GRPO {cfg.mode}", quiet, stop_after,
+        postfix=lambda m: dict(reward=f"{m['reward']:.2f}", valid=f"{m['valid_move_rate']:.2f}"),
+        evaluate_first=True)
     if completed == cfg.steps and gif_boards and games.single:
-        write_gif(games.envs[0], trainer, params, os.path.join(run_dir, "play.gif"), gif_boards,
-                  cfg.seed)
-    return evaluation
+        write_gif(games, trainer, params, os.path.join(run_dir, "play.gif"), gif_boards, cfg.seed)
+    return evaluation_metrics
 
 
-def write_gif(env, trainer: Trainer, params, path: str, boards: int, seed: int) -> None:
+def write_gif(games: episodes.GameSet, trainer: Trainer, params, path: str, boards: int,
+              seed: int) -> None:
     """An animation of the policy playing `boards` held-out boards for 3 moves each."""
-    import render
-    from policy.evaluate import ModelPolicy, evaluate
-
-    policy = ModelPolicy(trainer.graphdef, params, trainer.tokenizer, trainer.model_cfg,
-                         trainer.budget)
-    _, pictures = evaluate(env, policy, boards=boards, steps=3, seed=seed, record=boards,
-                           progress=False)
+    _, pictures = evaluation.evaluate(games, trainer.policy(params), boards=boards, steps=3,
+                                      seed=seed, record=boards, progress=False)
     render.save_animation(path, pictures, fps=1.0)
 
 

@@ -4,52 +4,20 @@
     frames = render.frames(env, states)           # batched: uint8[B, H, W, 3]
     render.save_png("board.png", frame)
     render.save_animation("game.gif", list_of_frames, fps=2)
+    frames = render.mix_frames(mix, states)       # a jaxgym.multigame batch on one canvas
 
-Each configuration's sprites are drawn once on the host (`render.atlas`) and closed over as a
-constant; a frame is then a single gather of sprite rows, with no loop over cells or pixels.
+Each game draws its sprites once on the host (`env.sprites()`, an atlas per setting), and the
+renderer closes over them as a constant; a frame is then a single gather of sprite rows, with
+no loop over cells or pixels.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
-from jaxgym.core import Env, State
-from render.atlas import atlas_for
+from render.canvas import canvas_shape, draw_mix, mix_frames
 from render.files import annotate, save_animation, save_png
-from render import numbers  # noqa: F401  (registers the "2048" sprites)
-from render import images  # noqa: F401  (registers the "shisensho-images" sprites)
+from render.boards import cell_box, frame, frame_shape, frames
 
-__all__ = ["annotate", "cell_box", "frame", "frame_shape", "frames", "save_animation", "save_png"]
-
-
-def frame_shape(env: Env) -> tuple[int, int, int]:
-    """(H, W, 3) of this env's frames."""
-    rows, cols = env.board_shape
-    return (rows * env.tile_px, cols * env.tile_px, 3)
+__all__ = ["annotate", "canvas_shape", "cell_box", "draw_mix", "frame", "frame_shape", "frames",
+           "mix_frames", "save_animation", "save_png"]
 
 
-def frame(env: Env, state: State) -> jax.Array:
-    """uint8[rows * tile_px, cols * tile_px, 3]: the board as a picture (jit/vmap-able).
-
-    Cell values index the env's sprite atlas; -1 (empty) draws the empty cell.
-    """
-    atlas = atlas_for(env)
-    n_sprites, px = atlas.shape[0], env.tile_px
-    rows, cols = env.board_shape
-    sprite_rows = jnp.asarray(atlas.reshape(n_sprites, px, px * 3))
-    sprite = jnp.where(state.board < 0, n_sprites - 1, jnp.clip(state.board, 0, n_sprites - 2))
-    # picture[i, y, j, :] = row y of the sprite in cell (i, j): already in frame order.
-    picture = sprite_rows[sprite[:, None, :], jnp.arange(px)[None, :, None]]
-    return picture.reshape(rows * px, cols * px, 3)
-
-
-def frames(env: Env, states: State) -> jax.Array:
-    """uint8[B, H, W, 3]: `frame` over a batch of states."""
-    return jax.vmap(lambda s: frame(env, s))(states)
-
-
-def cell_box(env: Env, row: int, col: int) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) pixel bounds of a cell in a frame, bottom/right exclusive."""
-    px = env.tile_px
-    return (row * px, col * px, (row + 1) * px, (col + 1) * px)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jaxgym
+import render
 from policy import episodes, model as vlm, tokenizer as tokenization
 
 TOK = tokenization.default()
@@ -58,7 +59,7 @@ def test_a_mix_draws_on_one_canvas_and_scores_by_game():
     states = pair.deal(jax.random.key(0), 4)
     frames = pair.draw(states)
     assert frames.shape == (4,) + pair.frame_shape() == (4, 192, 192, 3)
-    np.testing.assert_array_equal(frames, pair.multigame(4).frames(states))
+    np.testing.assert_array_equal(frames, render.mix_frames(pair.multigame(4), states))
     texts = pair.cold_start_texts(states)  # the expert's responses: all right, all valid
     assert "Slide" in texts[0] and "Swap" in texts[2]
     ids, mask = episodes.pad_responses(TOK, texts, pair.response_budget(TOK))

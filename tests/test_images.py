@@ -1,6 +1,5 @@
 """Image sources (the bundled digits, a CIFAR-10 folder) and the image-tile atlas."""
 
-import dataclasses
 import pickle
 
 import numpy as np
@@ -8,19 +7,8 @@ import pytest
 from PIL import Image
 
 from jaxgym import images
-from render.atlas import atlas_for, blank_cell
-from render.images import image_sprite
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageGame:
-    """Stand-in for the "shisensho-images" env: only the fields the atlas reads."""
-
-    classes: int = 3
-    images_per_class: int = 4
-    image_source: str = "digits"
-    tile_px: int = 16
-    name = "shisensho-images"
+from jaxgym.images import image_atlas, image_sprite
+from jaxgym.sprites import blank_cell
 
 
 def write_cifar(folder, labels, names=None, seed=0, file="data_batch_1"):
@@ -140,15 +128,14 @@ def test_cifar_pickle_that_would_run_code_is_refused(tmp_path):
 
 
 def test_atlas_holds_each_image_of_each_class_then_the_empty_cell():
-    env = ImageGame(classes=3, images_per_class=4, tile_px=16)
-    atlas = atlas_for(env)
+    atlas = image_atlas("digits", classes=3, images_per_class=4, px=16)
     assert atlas.shape == (3 * 4 + 1, 16, 16, 3) and atlas.dtype == np.uint8
     np.testing.assert_array_equal(atlas[-1], blank_cell(16))
     assert pairwise_distinct(list(atlas))
     # The grid line of blank_cell frames every sprite.
     np.testing.assert_array_equal(atlas[:, 0], np.broadcast_to(blank_cell(16)[0], (13, 16, 3)))
     # Same (class, image) gives the same sprite, whatever the other settings.
-    more = atlas_for(ImageGame(classes=5, images_per_class=4, tile_px=16))
+    more = image_atlas("digits", classes=5, images_per_class=4, px=16)
     np.testing.assert_array_equal(more[: 3 * 4], atlas[:-1])
     # Sprite k * images_per_class + i is image i of class k, resized to the cell's inside.
     source = images.load("digits", 4)
@@ -161,7 +148,7 @@ def test_atlas_holds_each_image_of_each_class_then_the_empty_cell():
 
 def test_atlas_rejects_more_classes_than_the_source_has():
     with pytest.raises(ValueError, match="classes=11.*10 classes"):
-        atlas_for(ImageGame(classes=11))
+        image_atlas("digits", classes=11, images_per_class=8, px=32)
 
 
 def test_the_game_plays_on_a_cifar_folder(tmp_path):

@@ -39,7 +39,7 @@ def test_one_jit_call_steps_every_game_as_if_alone(mix, fresh):
     def play(states, key):
         traces.append(1)
         actions = mix.random_actions(key, states)
-        return actions, mix.step(states, actions), mix.frames(states)
+        return actions, mix.step(states, actions), render.mix_frames(mix, states)
 
     own_steps = [jax.jit(jax.vmap(env.step)) for env in mix.envs]
     states = fresh
@@ -56,22 +56,25 @@ def test_one_jit_call_steps_every_game_as_if_alone(mix, fresh):
 def test_frames_share_one_canvas_and_keep_each_game_picture(key):
     small = jaxgym.make("swap", preset="easy", tile_px=16)  # 64 x 64
     wide = jaxgym.make("shisensho", rows=4, cols=8, colours=2, shapes=2, copies=8, tile_px=16)  # 64 x 128
-    mix = multigame.MultiGame(envs=(small, wide), counts=(2, 1), canvas=(128, 260))
+    mix = multigame.MultiGame(envs=(small, wide), counts=(2, 1))
     states = jax.jit(mix.reset)(key)
-    frames = np.asarray(jax.jit(mix.frames)(states))
+    frames = np.asarray(render.draw_mix(mix, states, canvas=(128, 260)))
     assert frames.shape == (3, 128, 260, 3) and frames.dtype == np.uint8
     # Both are redrawn with 32-pixel cells: the wide board is 128 x 256, centred with 2 white
     # columns each side; the square one is 128 x 128, centred with 66 white columns each side.
     big = lambda env: dataclasses.replace(env, tile_px=32)
     np.testing.assert_array_equal(frames[2:, :, 2:-2], render.frames(big(wide), states[1]))
     np.testing.assert_array_equal(frames[:2, :, 66:-66], render.frames(big(small), states[0]))
-    assert (frames[:2, :, :66] == multigame.BACKGROUND).all() and (frames[:, :, -2:] == 255).all()
+    assert (frames[:2, :, :66] == render.canvas.BACKGROUND).all() and (frames[:, :, -2:] == 255).all()
     unscaled = multigame.MultiGame(envs=(wide,), counts=(2,))
-    assert unscaled.canvas == (64, 128) and unscaled.drawn_envs == (wide,)
+    assert render.canvas_shape(unscaled.envs) == (64, 128)
+    assert render.canvas.fitted(wide, (64, 128)) is wide
     states = jax.jit(unscaled.reset)(key)
-    np.testing.assert_array_equal(unscaled.frames(states), render.frames(wide, states[0]))
+    np.testing.assert_array_equal(render.mix_frames(unscaled, states), render.frames(wide, states[0]))
     with pytest.raises(ValueError, match="too small"):
-        multigame.MultiGame(envs=(wide,), counts=(1,), canvas=(32, 32))
+        render.mix_frames(unscaled, states, canvas=(32, 32))
+    with pytest.raises(ValueError, match="canvas must be"):
+        render.mix_frames(unscaled, states, canvas=(32,))
 
 
 def test_text_is_routed_to_each_board_game(mix, fresh):
@@ -119,6 +122,8 @@ def test_bad_input_raises_clear_errors(mix):
         multigame.MultiGame(envs=(jaxgym.make("swap"),), counts=(1, 2))
     with pytest.raises(ValueError, match="counts"):
         multigame.make_mix({"swap": 0})
+    with pytest.raises(ValueError, match="does not split evenly over the 2 games"):
+        multigame.MultiGame.split_evenly(mix.envs[:2], 3)
     with pytest.raises(ValueError, match="actions must have shape"):
         mix.step(None, jnp.zeros(3, jnp.int32))  # checked before the states are looked at
     with pytest.raises(ValueError, match="one response per board"):

@@ -45,7 +45,7 @@ def test_same_type_same_pixels_different_types_different_pixels(key, colours, sh
         for j in range(i + 1, len(firsts)):
             assert np.abs(firsts[i].astype(int) - firsts[j].astype(int)).sum() > 0
     # Every type in the atlas, not only those dealt, is distinct.
-    atlas = render.atlas.atlas_for(env)
+    atlas = env.sprites()
     flat = atlas.reshape(atlas.shape[0], -1)
     assert len({row.tobytes() for row in flat}) == atlas.shape[0]
 

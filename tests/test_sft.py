@@ -10,7 +10,8 @@ import pytest
 from flax import nnx
 
 import jaxgym
-from policy import checkpoint, episodes, evaluate, model as vlm, sft, tokenizer as tokenization
+from policy import checkpoint, episodes, evaluate, evaluation, model as vlm, sft
+from policy import tokenizer as tokenization
 
 SMALL = dict(vocab_size=tokenization.default().vocab_size, width=32, depth=1, heads=2,
              kv_heads=1, mlp_width=64, vision_width=16, vision_depth=1, vision_heads=1,
@@ -28,11 +29,14 @@ def run_dir(tmp_path_factory):
 
 def test_training_lowers_the_loss(run_dir):
     lines = [json.loads(x) for x in open(os.path.join(run_dir, "sft_metrics.jsonl"))]
-    assert lines[-1]["step"] == CFG.steps
+    steps = [line for line in lines if line["kind"] == "train"]
+    assert [line["step"] for line in steps] == list(range(1, CFG.steps + 1))
     first = initial_loss()
-    assert lines[-1]["loss"] < 0.7 * first
-    for name in evaluate.METRICS:
-        assert name in lines[-1]
+    assert steps[-1]["loss"] < 0.7 * first
+    (held_out,) = [line for line in lines if line["kind"] == "eval"]  # eval_every = steps
+    assert held_out["step"] == CFG.steps
+    for name in evaluation.METRICS:
+        assert 0.0 <= held_out[name] <= 1.0 or name == "mean_game_reward"
 
 
 def test_decision_weights_weigh_think_and_answer():
@@ -59,7 +63,7 @@ def initial_loss():
 
 
 def test_checkpoint_round_trip_is_exact(run_dir, tmp_path):
-    graphdef, params, tok, model_cfg, settings = sft.load_policy(run_dir)
+    graphdef, params, tok, model_cfg, settings = checkpoint.load_policy(run_dir)
     assert settings["sft"]["steps"] == CFG.steps and model_cfg.width == SMALL["width"]
     # the prompt layout travels with the policy, so evaluation and RL show it the same prompt
     assert (settings["prompt_style"], settings["image_first"]) == ("full", False)
@@ -77,30 +81,30 @@ def test_resume_equals_an_uninterrupted_run(run_dir, tmp_path):
     sft.train(CFG, out, quiet=True, stop_after=3)  # as if interrupted after step 3
     assert checkpoint.latest_step(out) == 3
     sft.train(CFG, out, resume=True, quiet=True)
-    _, resumed, *_ = sft.load_policy(out)
-    _, straight, *_ = sft.load_policy(run_dir)
+    _, resumed, *_ = checkpoint.load_policy(out)
+    _, straight, *_ = checkpoint.load_policy(run_dir)
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_damaged_checkpoints_are_clear_errors(run_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
-        sft.load_policy(str(tmp_path))
+        checkpoint.load_policy(str(tmp_path))
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{ nope")
     with pytest.raises(ValueError, match="not valid JSON"):
-        sft.load_policy(str(broken))
+        checkpoint.load_policy(str(broken))
     settings = checkpoint.load_settings(run_dir)
     (broken / "config.json").write_text(json.dumps(settings))
     tokenization.default().save(broken / "tokenizer")
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
-        sft.load_policy(str(broken))
+        checkpoint.load_policy(str(broken))
     step_dir = broken / "3"
     step_dir.mkdir()
     (step_dir / "garbage").write_text("x")
     with pytest.raises((ValueError, FileNotFoundError)):
-        sft.load_policy(str(broken))
+        checkpoint.load_policy(str(broken))
 
 
 def test_bad_settings_are_clear_errors():
@@ -111,17 +115,30 @@ def test_bad_settings_are_clear_errors():
 
 
 def test_evaluate_baselines():
-    env = jaxgym.make("swap", "easy")
+    games = episodes.GameSet.make("swap", "easy")
     tok = tokenization.default()
-    expert, _ = evaluate.evaluate(env, evaluate.TextPolicy("expert", tok), boards=8, steps=2,
-                                  progress=False)
+    expert, _ = evaluation.evaluate(games, evaluation.TextPolicy("expert", tok), boards=8,
+                                    steps=2, progress=False)
     assert expert == dict(valid_move_rate=1.0, mean_game_reward=expert["mean_game_reward"],
                           perception_exact=1.0, format_rate=1.0)
     assert expert["mean_game_reward"] >= 6
-    random, _ = evaluate.evaluate(env, evaluate.TextPolicy("random", tok), boards=8, steps=2,
-                                  progress=False)
+    random, _ = evaluation.evaluate(games, evaluation.TextPolicy("random", tok), boards=8,
+                                    steps=2, progress=False)
     assert random["perception_exact"] == 0.0 and random["format_rate"] == 1.0
     assert random["valid_move_rate"] < 1.0
+    with pytest.raises(ValueError, match="'expert' or 'random'"):
+        evaluation.TextPolicy("greedy", tok)
+
+
+def test_a_mix_is_evaluated_per_game_and_overall():
+    games = episodes.GameSet((jaxgym.make("swap", "easy"), jaxgym.make("2048", "easy")))
+    tok = tokenization.default()
+    random, _ = evaluation.evaluate(games, evaluation.TextPolicy("random", tok), boards=8,
+                                    steps=2, progress=False)
+    for name in evaluation.METRICS:
+        per_game = [random[f"{label}/{name}"] for label in ("swap", "2048")]
+        assert random[name] == pytest.approx(np.mean(per_game))  # 4 boards of each
+    assert random["swap/perception_exact"] == 0.0 and random["2048/format_rate"] == 1.0
 
 
 def test_evaluate_cli_writes_json_and_gif(run_dir, tmp_path):
@@ -130,7 +147,7 @@ def test_evaluate_cli_writes_json_and_gif(run_dir, tmp_path):
                           "2", "--json", str(out_json), "--gif", str(gif), "--gif-boards", "2"])
     assert code == 0
     metrics = json.loads(out_json.read_text())
-    for name in evaluate.METRICS:
+    for name in evaluation.METRICS:
         assert name in metrics
     for name in ("valid_move_rate", "perception_exact", "format_rate"):
         assert 0.0 <= metrics[name] <= 1.0

@@ -6,23 +6,23 @@ import os
 
 import pytest
 
-from policy import study, train
+from policy import loop, study, train
 
 
 def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
     made = []
 
-    def run_mode(cfg, folder, boards, env):
+    def run_mode(cfg, folder, boards):
         made.append((cfg.mode, cfg.steps, boards))
         before = dict(valid_move_rate=0.25, mean_game_reward=2.0, perception_exact=0.5)
         return dict(before=before, after={k: v + 0.1 for k, v in before.items()})
 
-    def read_metrics(folder):
+    def read_metrics(folder, name="train_metrics.jsonl"):
         return [dict(kind="train", step=s, reward=0.1 * s, valid=0.2, perception=0.5)
                 for s in (1, 2, 3)]
 
     monkeypatch.setattr(study, "run_mode", run_mode)
-    monkeypatch.setattr(train, "read_metrics", read_metrics)
+    monkeypatch.setattr(loop, "read_metrics", read_metrics)
     out = str(tmp_path / "study")
     assert study.main(["--out", out, "--boards", "8", "--steps", "3"]) == 0
     assert [m[0] for m in made] == ["g0", "g1"] and all(m[1:] == (3, 8) for m in made)

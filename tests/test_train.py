@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from policy import checkpoint, episodes, plot, sft, tokenizer as tokenization, train
+from policy import checkpoint, episodes, loop, plot, sft, tokenizer as tokenization, train
 
 SMALL = dict(vocab_size=tokenization.default().vocab_size, width=32, depth=1, heads=2,
              kv_heads=1, mlp_width=64, vision_width=16, vision_depth=1, vision_heads=1,
@@ -47,7 +47,7 @@ def test_rl_raises_the_format_reward(init_dir, tmp_path):
     # the first five's by 0.29 to 0.38 when this test was written (20 steps: 0.06 to 0.23)
     cfg = config(steps=30, eval_boards=0, save_every=30)
     train.train(cfg, str(tmp_path), init=init_dir, quiet=True, gif_boards=0)
-    rewards = [m["reward"] for m in train.read_metrics(str(tmp_path)) if m["kind"] == "train"]
+    rewards = [m["reward"] for m in loop.read_metrics(str(tmp_path)) if m["kind"] == "train"]
     assert len(rewards) == 30
     assert np.mean(rewards[-5:]) > np.mean(rewards[:5]) + 0.15
 
@@ -59,9 +59,9 @@ def test_resume_equals_an_uninterrupted_run(init_dir, tmp_path):
     train.train(cfg, broken, init=init_dir, quiet=True, gif_boards=0, stop_after=1)
     assert checkpoint.latest_step(broken) == 1
     train.train(cfg, broken, init=init_dir, resume=True, quiet=True, gif_boards=4)
-    assert without_timings(train.read_metrics(broken)) == without_timings(
-        train.read_metrics(straight))
-    like = dict(params=sft.load_policy(straight)[1])
+    assert without_timings(loop.read_metrics(broken)) == without_timings(
+        loop.read_metrics(straight))
+    like = dict(params=checkpoint.load_policy(straight)[1])
     a = checkpoint.restore(straight, 3, like)["params"]
     b = checkpoint.restore(broken, 3, like)["params"]
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
@@ -98,7 +98,7 @@ def test_one_device_equals_four_simulated_devices(init_dir, tmp_path):
                        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
             subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(options), out, init_dir],
                            check=True, env=env, cwd=ROOT, timeout=600)
-        runs[devices] = without_timings(train.read_metrics(out))
+        runs[devices] = without_timings(loop.read_metrics(out))
     assert len(runs[1]) == len(runs[4]) == 2
     for one, four in zip(runs[1], runs[4]):
         assert one.keys() == four.keys()
@@ -147,7 +147,7 @@ def test_automatic_slices_divide_the_batch():
 
 
 def test_sampling_in_chunks_equals_one_call(init_dir):
-    graphdef, params, tok, model_cfg, settings = sft.load_policy(init_dir)
+    graphdef, params, tok, model_cfg, settings = checkpoint.load_policy(init_dir)
     games = episodes.GameSet.make("swap", "easy")
     states = games.repeat(games.deal(jax.random.key(1), 4), 2)
     frames = games.draw(states)

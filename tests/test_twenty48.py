@@ -364,7 +364,7 @@ def test_tiles_merged_past_the_hand_limit_are_drawn_and_named(key):
     cells = [np.asarray(render.frame(env, s))[top:bottom, left:right]
              for s in (env.from_board(board, key), after)]  # 2**30, then 2**31
     assert not np.array_equal(cells[0], cells[1])
-    np.testing.assert_array_equal(cells[1], render.atlas.atlas_for(env)[31])
+    np.testing.assert_array_equal(cells[1], env.sprites()[31])
 
 
 def test_play_from_hand_made_boards_stays_within_the_drawn_tiles(key):
@@ -418,7 +418,7 @@ def test_malformed_responses_are_invalid_and_never_raise(response):
 
 def test_atlas_shape_and_empty_sprites():
     env = make(3, tile_px=16)
-    atlas = render.atlas.atlas_for(env)
+    atlas = env.sprites()
     assert env.num_tile_types == twenty48.MAX_HAND_EXPONENT + 3 * 3 - 1
     assert atlas.shape == (env.num_tile_types + 2, 16, 16, 3) and atlas.dtype == np.uint8
     np.testing.assert_array_equal(atlas[0], atlas[-1])

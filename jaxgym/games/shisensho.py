@@ -31,8 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgym import images, tiles
-from jaxgym.core import INVALID_ACTION, Env, State, is_legal, random_legal_action, register, require
+from jaxgym import images, sprites, tiles
+from jaxgym.core import (EMPTY, INVALID_ACTION, PairEnv, State, is_legal, random_legal_action,
+                         register, require)
 
 MAX_CELLS = 256  # 16 x 16: the pair mask then has 32,640 entries
 
@@ -175,7 +176,7 @@ def deal_solvable(deck: jax.Array, key: jax.Array, shape: tuple[int, int]) -> tu
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class _ShisenShoRules(Env):
+class _ShisenShoRules(PairEnv):
     """The rules both variants share; a variant says how tiles map to types and deals its deck."""
 
     rows: int = 12
@@ -197,6 +198,8 @@ class _ShisenShoRules(Env):
     def _deck(self, key: jax.Array) -> jax.Array:
         """int32[pairs, 2]: the tiles to deal, two of one type per row, rows in random order."""
         raise NotImplementedError
+
+    verb = "Join"
 
     # ---- validation and sizes ----
 
@@ -370,6 +373,29 @@ class ShisenSho(_ShisenShoRules):
         deck = jnp.stack([pair_type, pair_type], axis=1)
         return jax.random.permutation(key, deck)
 
+    # ---- text and sprites ----
+
+    def instructions(self) -> str:
+        return (
+            f"You are playing Shisen-Sho on a {self.rows}x{self.cols} grid. Every cell holds a "
+            "tile with a colour and a shape, or is empty. Pick two identical tiles (same colour "
+            "and same shape) that can be joined by a path of at most three straight lines (at "
+            "most two turns) through empty cells; the path may go around the outside of the "
+            "board. Both tiles are removed. Cells are (row, column), 0-indexed from the "
+            "top-left.\n"
+            "First describe the board inside <perception></perception>: one line per row, cells "
+            f'named like "Red circle", empty cells as "{EMPTY}", joined by " | ". Then reason '
+            "inside <think></think>. Then give your pair inside <answer></answer> as (row, "
+            "column) (row, column), like (0, 1) (0, 2)."
+        )
+
+    def cell_names(self, board: np.ndarray) -> list[list[str]]:
+        return tiles.board_names(board, self.colours, self.shapes, self.palette)
+
+    def sprites(self) -> np.ndarray:
+        """Tile type t = colour * shapes + shape is sprite t."""
+        return sprites.shape_atlas(self.colours, self.shapes, self.tile_px, self.palette)
+
 
 @register(
     "shisensho-images",
@@ -438,3 +464,30 @@ class ShisenShoImages(_ShisenShoRules):
         shown = jnp.argsort(noise, axis=1)[:, : self.copies].astype(jnp.int32)
         values = jnp.arange(self.classes, dtype=jnp.int32)[:, None] * self.images_per_class + shown
         return jax.random.permutation(order_key, values.reshape(-1, 2))
+
+    # ---- text and sprites ----
+
+    def instructions(self) -> str:
+        classes = ", ".join(self.class_names)
+        return (
+            f"You are playing Shisen-Sho with pictures on a {self.rows}x{self.cols} grid. Every "
+            f"cell shows a picture of one of these classes: {classes}; or is empty. Pick two "
+            "pictures of the same class (they may be different pictures) that can be joined by "
+            "a path of at most three straight lines (at most two turns) through empty cells; the "
+            "path may go around the outside of the board. Both are removed. Cells are (row, "
+            "column), 0-indexed from the top-left.\n"
+            "First describe the board inside <perception></perception>: one line per row, each "
+            f'cell named by its class, empty cells as "{EMPTY}", joined by " | ". Then reason '
+            "inside <think></think>. Then give your pair inside <answer></answer> as (row, "
+            "column) (row, column), like (0, 1) (0, 2)."
+        )
+
+    def cell_names(self, board: np.ndarray) -> list[list[str]]:
+        names = self.class_names
+        return [[names[t // self.images_per_class] if t >= 0 else EMPTY for t in row]
+                for row in board]
+
+    def sprites(self) -> np.ndarray:
+        """Sprite class * images_per_class + i is image i of the class; the empty cell last."""
+        return images.image_atlas(self.image_source, self.classes, self.images_per_class,
+                                  self.tile_px)

@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgym import chance, tiles
-from jaxgym.core import INVALID_ACTION, Env, State, is_legal, register, require
+from jaxgym import chance, sprites, tiles
+from jaxgym.core import INVALID_ACTION, PairEnv, State, is_legal, register, require
 
 # ---- runs, gravity and refills ------------------------------------------------------------
 
@@ -231,7 +231,7 @@ def _fallback(rows: int, cols: int, n_types: int) -> tuple[np.ndarray, np.ndarra
     },
 )
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Swap(Env):
+class Swap(PairEnv):
     """Match-3 on a rows x cols board of colours x shapes tile types (module docstring).
 
     rows, cols:        board size (reasoning difficulty), 2..32 each, one of them >= 3.
@@ -368,6 +368,30 @@ class Swap(Env):
         """The valid swap that removes the most cells in its first round (so scores the most
         before chance refills); ties go to the lowest action id."""
         return jnp.argmax(swap_gains(state.board)).astype(jnp.int32)
+
+    # ---- text and sprites ----
+
+    verb = "Swap"
+
+    def instructions(self) -> str:
+        return (
+            f"You are playing Swap, a match-3 puzzle on a {self.rows}x{self.cols} grid. Every "
+            "cell holds a tile with a colour and a shape. Swap two horizontally or vertically "
+            "adjacent tiles so that three or more identical tiles (same colour and same shape) "
+            "line up in a row or a column; they are removed and score points. Cells are (row, "
+            "column), 0-indexed from the top-left.\n"
+            "First describe the board inside <perception></perception>: one line per row, cells "
+            'named like "Red circle" and joined by " | ". Then reason inside <think></think>. '
+            "Then give your move inside <answer></answer> as (row, column) (row, column), like "
+            "(0, 1) (0, 2)."
+        )
+
+    def cell_names(self, board: np.ndarray) -> list[list[str]]:
+        return tiles.board_names(board, self.colours, self.shapes, self.palette)
+
+    def sprites(self) -> np.ndarray:
+        """Tile type t = colour * shapes + shape is sprite t."""
+        return sprites.shape_atlas(self.colours, self.shapes, self.tile_px, self.palette)
 
 
 def swap_tiles(board: jax.Array, r1, c1, r2, c2) -> jax.Array:

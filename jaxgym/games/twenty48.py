@@ -18,15 +18,18 @@ End:     no move changes the board.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
-from jaxgym import chance
-from jaxgym.core import Env, State, is_legal, register, require
+from jaxgym import chance, sprites
+from jaxgym.core import EMPTY, Env, State, is_legal, register, require
 
 UP, RIGHT, DOWN, LEFT = 0, 1, 2, 3
+DIRECTIONS = ("up", "right", "down", "left")  # the names of actions 0..3
 MAX_HAND_EXPONENT = 30  # the largest exponent `from_board` accepts
 FOUR_THRESHOLD = np.uint32(round(0.1 * 2**32))  # a spawn draw below this is a 4
 
@@ -202,6 +205,109 @@ def expert_scores(board: jax.Array) -> jax.Array:
     return jnp.where(legal_mask(board), jnp.max(second, axis=1), -jnp.inf)
 
 
+# ---- sprites --------------------------------------------------------------------------------
+# Sprite k is the tile 2**k, a rounded square in the classic 2048 colour of its value with the
+# number written in the middle. Colours follow the original game: light beige for 2 and 4,
+# oranges and reds up to 64, yellows up to 2048, then dark tiles (a few alternating dark hues,
+# so neighbouring values differ in colour too). Numbers up to 7 digits (2**23 = 8388608) are
+# written out, shrunk to fit the tile; larger ones as 2 with the exponent raised ("2" and a
+# small "24"). Drawn with PIL at SPRITE_SUPERSAMPLE times the size and box-filtered down
+# (anti-aliased), over the shared empty cell, so tiles keep the grid line.
+
+SPRITE_SUPERSAMPLE = 4
+LONGEST_WRITTEN_OUT = 7  # digits; longer numbers are drawn as 2 and a raised exponent
+
+DARK_TEXT = (96, 88, 80)  # the original 2 and 4 text (119, 110, 101), darkened
+LIGHT_TEXT = (249, 246, 242)
+TILE_RGB = {  # exponent -> tile colour (the original game's palette)
+    1: (238, 228, 218),
+    2: (237, 224, 200),
+    3: (242, 177, 121),
+    4: (245, 149, 99),
+    5: (246, 124, 95),
+    6: (246, 94, 59),
+    7: (237, 207, 114),
+    8: (237, 204, 97),
+    9: (237, 200, 80),
+    10: (237, 197, 63),
+    11: (237, 194, 46),
+}
+BEYOND_RGB = ((60, 58, 50), (38, 62, 92), (84, 44, 76), (30, 78, 70))  # 4096 and up, in turn
+
+
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    """Relative luminance (WCAG) of an sRGB colour, 0 black .. 1 white."""
+    linear = [(c / 255) / 12.92 if c <= 10 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def tile_colours(k: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(tile, text) RGB of the tile 2**k: `tile_colours(1) == ((238, 228, 218), DARK_TEXT)`.
+    The text is whichever of DARK_TEXT and LIGHT_TEXT contrasts more with the tile (the
+    original game writes white on its yellows, which is hard to read)."""
+    tile = TILE_RGB.get(k, BEYOND_RGB[(k - 12) % len(BEYOND_RGB)])
+    contrast = lambda text: (max(_luminance(tile), _luminance(text)) + 0.05) / (
+        min(_luminance(tile), _luminance(text)) + 0.05)
+    return tile, max((DARK_TEXT, LIGHT_TEXT), key=contrast)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=max(size, 1))
+
+
+def _fitted_font(label: str, room: float, largest: int) -> ImageFont.FreeTypeFont:
+    """The largest font, at most `largest` px, in which `label` is at most `room` px wide."""
+    size = largest
+    while size > 1 and _font(size).getlength(label) > room:
+        size -= 1
+    return _font(size)
+
+
+def _draw_label(draw: ImageDraw.ImageDraw, k: int, side: int, rgb: tuple[int, int, int]) -> None:
+    """Write 2**k centred in a side x side square: the number, or 2 and a raised k. The
+    strokes are thickened (the built-in font is light) by a stroke of 1/28 of the font size."""
+    centre, room = side / 2, side * 0.84
+    number = str(2**k)
+    if len(number) <= LONGEST_WRITTEN_OUT:
+        font = _fitted_font(number, room, round(side * 0.5))
+        ink = dict(fill=rgb, stroke_width=round(font.size / 28), stroke_fill=rgb)
+        draw.text((centre, centre), number, font=font, anchor="mm", **ink)
+        return
+    base = _fitted_font("2" + "0" * len(str(k)), room, round(side * 0.5))
+    power = _font(round(base.size * 0.6))
+    ink = dict(fill=rgb, stroke_width=round(power.size / 28), stroke_fill=rgb)
+    base_width, power_width = base.getlength("2"), power.getlength(str(k))
+    left = centre - (base_width + power_width) / 2
+    draw.text((left, centre), "2", font=base, anchor="lm", **ink)
+    draw.text((left + base_width, centre - base.size * 0.3), str(k), font=power, anchor="lm", **ink)
+
+
+def number_sprite(k: int, px: int) -> np.ndarray:
+    """uint8[px, px, 3]: the tile 2**k on an empty cell."""
+    side = px * SPRITE_SUPERSAMPLE
+    tile_rgb, text_rgb = tile_colours(k)
+    layer = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    inset, radius = round(side * 0.06), round(side * 0.12)
+    edge = tuple(round(c * 0.8) for c in tile_rgb)
+    draw.rounded_rectangle(
+        (inset, inset, side - 1 - inset, side - 1 - inset), radius=radius,
+        fill=tile_rgb + (255,), outline=edge + (255,), width=SPRITE_SUPERSAMPLE,
+    )
+    _draw_label(draw, k, side, text_rgb + (255,))
+    layer = layer.resize((px, px), Image.Resampling.BOX)
+    cell = Image.fromarray(sprites.blank_cell(px)).convert("RGBA")
+    return np.asarray(Image.alpha_composite(cell, layer).convert("RGB"))
+
+
+@functools.lru_cache(maxsize=32)
+def number_atlas(largest: int, px: int) -> np.ndarray:
+    """uint8[largest + 2, px, px, 3]: the empty cell, the tiles 2**1 .. 2**largest, and the
+    empty cell again last (the renderer's sprite for negative values)."""
+    empty = sprites.blank_cell(px)
+    return np.stack([empty] + [number_sprite(k, px) for k in range(1, largest + 1)] + [empty])
+
+
 # ---- the game -------------------------------------------------------------------------------
 
 
@@ -287,3 +393,30 @@ class Twenty48(Env):
         two-move lookahead without chance: over 64 4x4 games of 200 moves it scores about
         2.7 times as much as a random legal player."""
         return jnp.argmax(expert_scores(state.board)).astype(jnp.int32)
+
+    # ---- text and sprites ----
+
+    cell_separator = "|"
+
+    def instructions(self) -> str:
+        return (
+            f"You are playing 2048 on a {self.size}x{self.size} grid. Each tile shows a power of "
+            "two. A move slides every tile as far as it can in one direction; two tiles of the "
+            "same value that meet merge to one tile of their sum (once per move), and the merged "
+            "values are your score. A move that changes nothing is not allowed. After every "
+            "valid move a new 2 or 4 appears on an empty cell.\n"
+            "First describe the board inside <perception></perception>: one line per row, cells "
+            f'written as their number, "{EMPTY}" for an empty cell, joined by "|" (like '
+            f"2|{EMPTY}|4|{EMPTY}). Then reason inside <think></think>. Then give your move "
+            "inside <answer></answer> as one digit: 0 up, 1 right, 2 down, 3 left."
+        )
+
+    def cell_names(self, board: np.ndarray) -> list[list[str]]:
+        return [[str(2 ** int(k)) if k > 0 else EMPTY for k in row] for row in board]
+
+    def rationale(self, board: np.ndarray, action: int) -> str:
+        return f"Slide {DIRECTIONS[int(action)]}."
+
+    def sprites(self) -> np.ndarray:
+        """Board value k (an exponent) is sprite k: uint8[num_tile_types + 2, px, px, 3]."""
+        return number_atlas(self.num_tile_types, self.tile_px)

@@ -1,9 +1,9 @@
-"""Sprite atlases: every tile type of a game drawn once, on the host, per configuration.
+"""Sprites drawn on the host: the empty cell every game shares and the coloured shapes of Swap
+and Shisen-Sho. A game's `sprites()` (its atlas) is built from these.
 
 An atlas is uint8[n_sprites, tile_px, tile_px, 3]. The renderer draws sprite v for a board value
 v >= 0 (values past the end clip to the second-to-last sprite) and the last sprite, the empty
-cell, for negative values. Each game registers the function that makes its atlas with
-`@register_atlas(name)`; this module holds the coloured-shape games (Swap, Shisen-Sho).
+cell, for negative values.
 
 Shapes are drawn by coverage: each pixel is split into SUPERSAMPLE x SUPERSAMPLE sample points,
 and the fraction inside the shape blends its colour over the cell (anti-aliasing). Pure NumPy,
@@ -13,12 +13,10 @@ so the pixels are the same on every machine (the golden-image test relies on it)
 from __future__ import annotations
 
 import functools
-from typing import Callable
 
 import numpy as np
 
 from jaxgym import tiles
-from jaxgym.core import Env
 
 SUPERSAMPLE = 4
 CELL_RGB = np.array([238, 236, 230], np.float32)
@@ -117,30 +115,3 @@ def shape_atlas(n_colours: int, n_shapes: int, px: int, palette: str = "distinct
     ]
     sprites.append(blank_cell(px))
     return np.stack(sprites)
-
-
-_ATLAS_MAKERS: dict[str, Callable[[Env], np.ndarray]] = {}
-
-
-def register_atlas(*names: str):
-    """Decorator: `fn(env) -> atlas` draws the sprites of the games `names`."""
-
-    def add(fn: Callable[[Env], np.ndarray]) -> Callable[[Env], np.ndarray]:
-        for name in names:
-            _ATLAS_MAKERS[name] = fn
-        return fn
-
-    return add
-
-
-def atlas_for(env: Env) -> np.ndarray:
-    """The sprite atlas of a game: uint8[n_sprites, tile_px, tile_px, 3], the empty cell last."""
-    if env.name not in _ATLAS_MAKERS:
-        raise NotImplementedError(f"no sprites for game {env.name!r}")
-    return _ATLAS_MAKERS[env.name](env)
-
-
-@register_atlas("swap", "shisensho")
-def coloured_shapes(env: Env) -> np.ndarray:
-    """Swap and Shisen-Sho: tile type t = colour * shapes + shape is sprite t."""
-    return shape_atlas(env.colours, env.shapes, env.tile_px, env.palette)

@@ -1,0 +1,156 @@
+"""Playing held-out boards with a policy and measuring what it sees and does: the one
+evaluation path of the cold start, the trainer, the study and `python -m policy.evaluate`.
+
+    policy = ModelPolicy.load("runs/sft-swap")               # or ModelPolicy(graphdef, params, ...)
+    metrics, pictures = evaluate(games, policy, boards=256, steps=1)
+    metrics, _ = play(games, policy, states, steps=1)        # boards dealt by the caller
+
+Each step every board is drawn, the policy writes a response, the response is scored on the
+device (`policy.rewards`) and the board steps with the parsed move (an invalid move leaves it
+unchanged). Reported, over all boards and steps (and per game, as "game/metric", for a mix):
+
+    valid_move_rate    fraction of answers that are legal moves
+    mean_game_reward   the game's own reward per step (points; -1 for an invalid move)
+    perception_exact   fraction of responses whose <perception> block is exactly the board
+    format_rate        fraction of responses with all three tag pairs in order
+
+Held-out boards come from `fold_in(key(seed), HELD_OUT)`, a stream training never draws from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+import render
+from jaxgym import text as game_text
+from policy import checkpoint, episodes, sample, tokenizer as tokenization
+from policy.episodes import GameSet
+
+METRICS = ("valid_move_rate", "mean_game_reward", "perception_exact", "format_rate")
+
+
+@dataclasses.dataclass
+class ModelPolicy:
+    """A model's parameters, sampling at a temperature (0: greedy); `ModelPolicy.load(DIR)`
+    reads a checkpoint, the constructor takes parameters in memory (a run in progress)."""
+
+    graphdef: Any
+    params: Any
+    tokenizer: tokenization.GameTokenizer
+    model_cfg: Any
+    budget: int  # response tokens
+    temperature: float = 0.0
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def load(cls, checkpoint_dir: str, temperature: float = 0.0) -> "ModelPolicy":
+        graphdef, params, tokenizer, model_cfg, settings = checkpoint.load_policy(checkpoint_dir)
+        return cls(graphdef, params, tokenizer, model_cfg, settings["response_budget"],
+                   temperature, settings)
+
+    @property
+    def prompt_style(self) -> str:
+        return self.settings.get("prompt_style", "full")
+
+    @property
+    def image_first(self) -> bool:
+        return self.settings.get("image_first", False)
+
+    def respond(self, games: GameSet, states, frames, key) -> tuple[jax.Array, jax.Array]:
+        prompt = games.prompt(self.tokenizer, self.model_cfg, frames.shape[0])
+        samples = sample.generate(self.graphdef, self.params, prompt, frames, key,
+                                  self.temperature, max_new_tokens=self.budget,
+                                  eos_id=self.tokenizer.eos_id, pad_id=self.tokenizer.pad_id)
+        return samples.tokens, samples.mask
+
+
+class TextPolicy:
+    """A baseline that writes texts on the host: "expert" (the cold start's target: truth and
+    the expert's move) or "random" (a uniformly random move of the action space in the right
+    format, with an empty perception)."""
+
+    prompt_style, image_first = "full", False
+
+    def __init__(self, kind: str, tokenizer: tokenization.GameTokenizer):
+        if kind not in ("expert", "random"):
+            raise ValueError(f"a text policy is 'expert' or 'random', got {kind!r}")
+        self.kind, self.tokenizer = kind, tokenizer
+
+    def respond(self, games: GameSet, states, frames, key) -> tuple[jax.Array, jax.Array]:
+        if self.kind == "expert":
+            texts = games.cold_start_texts(states)
+        else:
+            texts = games.base_texts(key, frames.shape[0])
+        longest = max(len(self.tokenizer.encode(t)) for t in texts) + 1
+        ids, mask = episodes.pad_responses(self.tokenizer, texts, longest)
+        return jnp.asarray(ids), jnp.asarray(mask)
+
+
+def play(games: GameSet, policy, states: tuple, steps: int = 1, seed: int = 0,
+         record: int = 0, progress: bool = False) -> tuple[dict, list]:
+    """Play the boards `states` (a tuple of States, one per game of `games`) for `steps`
+    steps. Returns (metrics, recorded pictures of the first `record` boards: annotated uint8
+    frames, board after board, a board's steps in order)."""
+    tokenizer = policy.tokenizer
+    boards = sum(len(s.board) for s in states)
+    labels = games.labels()
+    game_of = np.repeat(np.arange(len(games.envs)), [len(s.board) for s in states])
+    totals: dict[str, float] = {}
+    pictures = [[] for _ in range(min(record, boards))]  # per board, one per step
+    for step in tqdm(range(steps), desc="evaluate", disable=not progress, unit="step"):
+        key = jax.random.fold_in(jax.random.key(seed), step)
+        frames = games.draw(states)
+        tokens, mask = policy.respond(games, states, frames, key)
+        rewards = games.score(tokenizer, states, tokens, mask, jit=True)
+        per_board = jax.device_get(dict(valid_move_rate=rewards.valid,
+                                        mean_game_reward=rewards.points,
+                                        perception_exact=rewards.perception,
+                                        format_rate=rewards.format))
+        for name, values in per_board.items():
+            totals[name] = totals.get(name, 0.0) + float(np.mean(values))
+            if len(labels) > 1:
+                for g, label in enumerate(labels):
+                    key_name = f"{label}/{name}"
+                    totals[key_name] = totals.get(key_name, 0.0) + float(
+                        np.mean(values[game_of == g]))
+        for b in range(len(pictures)):
+            answer = game_text.extract_answer(tokenizer.decode_response(tokens[b], mask[b]))
+            pictures[b].append(_caption(np.asarray(frames[b]), b, step, answer,
+                                        bool(per_board["valid_move_rate"][b]),
+                                        float(per_board["mean_game_reward"][b]),
+                                        bool(per_board["perception_exact"][b])))
+        states = games.step(states, rewards.action)
+    return ({name: total / steps for name, total in totals.items()},
+            [picture for board in pictures for picture in board])
+
+
+def evaluate(games: GameSet, policy, boards: int = 256, steps: int = 1, seed: int = 0,
+             record: int = 0, progress: bool = True) -> tuple[dict, list]:
+    """`play` on `boards` fresh held-out boards (split evenly over the games of a mix)."""
+    states = games.deal(episodes.eval_key(seed), boards, 0)
+    return play(games, policy, states, steps, seed, record, progress)
+
+
+def _caption(frame: np.ndarray, board: int, step: int, answer: str | None, valid: bool,
+             points: float, read_right: bool) -> np.ndarray:
+    zoom = max(1, 320 // frame.shape[1])  # small boards: big enough to read the caption
+    frame = frame.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    verdict = f"{'valid' if valid else 'invalid'} ({points:+g})"
+    seen = "board read right" if read_right else "board read wrong"
+    return render.annotate(frame, [f"board {board}, step {step + 1}: {answer}"[:40],
+                                   f"{verdict}, {seen}"])
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table: one row per policy, one column per metric."""
+    header = f"{'policy':<12}" + "".join(f"{m:>18}" for m in METRICS)
+    lines = [header, "-" * len(header)]
+    for name, metrics in rows.items():
+        lines.append(f"{name:<12}" + "".join(f"{metrics[m]:>18.3f}" for m in METRICS))
+    return "\n".join(lines)
