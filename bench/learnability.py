@@ -47,6 +47,7 @@ from tqdm import tqdm
 import jaxgym
 from jaxgym import text as game_text
 from policy import episodes, model as vlm, sample, sft, tokenizer as tokenization
+from policy.config import build
 
 VARIANTS = ("default", "image-first", "full-prompt", "adam-0.95", "old-init", "no-positions",
             "cells", "answer-only", "valid-target", "coordinates-first", "answer-weight",
@@ -110,8 +111,9 @@ def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int
     if "cells" in changes:
         model.visual = CellTokens(env.num_tile_types + 1, model_cfg.width, nnx.Rngs(seed))
     graphdef, params = nnx.split(model)
-    run_cfg = sft.SFTConfig(steps=steps, lr=lr, adam_b2=0.95 if "adam-0.95" in changes else 0.999,
-                            decision_weight=5.0 if "answer-weight" in changes else 1.0)
+    run_cfg = build(sft.SFTConfig, steps=steps, lr=lr, warmup_steps=steps // 20,
+                    adam_b2=0.95 if "adam-0.95" in changes else 0.999,
+                    decision_weight=5.0 if "answer-weight" in changes else 1.0)
     tx = sft.optimizer(run_cfg)
     train_step = sft.make_train_step(graphdef, tx)
     opt_state = tx.init(params)
@@ -238,7 +240,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         logp = jax.nn.log_softmax(logits)
         return -jnp.mean(jnp.take_along_axis(logp, (moves + digit)[..., None], 2))
 
-    tx = sft.optimizer(sft.SFTConfig(steps=steps, lr=lr))
+    tx = sft.optimizer(build(sft.SFTConfig, steps=steps, lr=lr, warmup_steps=steps // 20))
 
     @jax.jit
     def update(params, opt_state, key):

@@ -28,6 +28,7 @@ from flax import nnx
 import jaxgym
 from bench.decode import cpu_busy, machine
 from policy import episodes, model as vlm, tokenizer as tokenization, train
+from policy.config import build
 
 
 def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps: int,
@@ -37,7 +38,7 @@ def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps
     model_cfg = vlm.config(size, vocab_size=tok.vocab_size)
     graphdef, params = nnx.split(vlm.create(model_cfg, tok.image_pad_id, seed=0))
     budget = games.response_budget(tok)
-    cfg = train.TrainConfig(game=game, board_preset=board_preset, batch=batch, samples=samples,
+    cfg = build(train.TrainConfig, game=game, board_preset=board_preset, batch=batch, samples=samples,
                             microbatch=microbatch, kl_coef=kl_coef, updates=updates)
     mesh = train.data_mesh()
     trainer = train.Trainer(cfg, games, graphdef, tok, model_cfg, budget, mesh)

@@ -25,31 +25,31 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from policy import sample
+from policy import config, sample
+from policy.config import OptimConfig, knob, nested
 
 
 @dataclasses.dataclass(frozen=True)
 class GRPOConfig:
     """The update's settings; the defaults are the paper's (clip 0.2, KL 1e-2, grad-norm 1)."""
 
-    lr: float = 1e-6
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    clip_eps: float = 0.2
-    kl_coef: float = 1e-2
-    kl_clamp: float = 10.0  # |ref_logp - logp| is clamped to this before exp()
-    max_grad_norm: float = 1.0
-    microbatch: int = 0  # sequences per gradient slice; 0: the whole batch at once
-    updates: int = 1  # optimiser steps per sampled batch (>1: the clipped ratio starts to bind)
+    optim: OptimConfig = knob(default_factory=lambda: OptimConfig(lr=1e-6),
+                              help="the optimiser (a constant rate after any warm-up)")
+    clip_eps: float = knob(0.2, "PPO-style ratio clip")
+    kl_coef: float = knob(1e-2, "weight of the KL penalty to the frozen start (0: none)")
+    kl_clamp: float = knob(10.0, "|ref_logp - logp| is clamped to this before exp()")
+    microbatch: int = knob(0, "sequences per gradient slice; 0: the whole batch at once")
+    updates: int = knob(1, "optimiser steps per sampled batch (>1: the clipped ratio binds)")
 
     def __post_init__(self) -> None:
-        checks = [(self.lr > 0, "lr must be > 0"), (self.clip_eps > 0, "clip_eps must be > 0"),
+        nested(self)
+        checks = [(self.clip_eps > 0, "clip_eps must be > 0"),
                   (self.kl_coef >= 0, "kl_coef must be >= 0"),
                   (self.kl_clamp > 0, "kl_clamp must be > 0"),
-                  (self.max_grad_norm > 0, "max_grad_norm must be > 0"),
                   (self.microbatch >= 0, "microbatch must be >= 0"),
                   (self.updates >= 1, "updates must be >= 1"),
-                  (self.warmup_steps >= 0, "warmup_steps must be >= 0")]
+                  (self.optim.schedule == "constant",
+                   "the learning rate is constant after its warm-up (schedule 'constant')")]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"GRPOConfig: {message}")
@@ -68,10 +68,8 @@ class Rollout(NamedTuple):
 
 
 def optimizer(cfg: GRPOConfig) -> optax.GradientTransformation:
-    """AdamW after global-norm clipping, with an optional linear warm-up."""
-    lr = (optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps) if cfg.warmup_steps else cfg.lr)
-    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
-                       optax.adamw(lr, weight_decay=cfg.weight_decay))
+    """AdamW after global-norm clipping, with an optional linear warm-up (`cfg.optim`)."""
+    return config.optimizer(cfg.optim, steps=0)
 
 
 def group_advantages(rewards: jax.Array) -> jax.Array:

@@ -32,7 +32,8 @@ from flax import nnx
 
 import jaxgym
 from jaxgym import text as game_text
-from policy import checkpoint, episodes, evaluation, loop, model as vlm, sample
+from policy import checkpoint, config, episodes, evaluation, loop, model as vlm, sample
+from policy.config import OptimConfig, knob, nested
 from policy import tokenizer as tokenization
 
 LOG = "sft_metrics.jsonl"
@@ -40,63 +41,56 @@ LOG = "sft_metrics.jsonl"
 
 @dataclasses.dataclass(frozen=True)
 class SFTConfig:
-    game: str = "swap"
-    board_preset: str | None = "easy"
-    model: str = "tiny"
-    model_overrides: dict = dataclasses.field(default_factory=dict)  # e.g. {"depth": 2}
-    variant: str = "cold"  # "cold" (G1 cold start) or "base" (format only, G0's start)
-    prompt_style: str = "full"  # the game's instructions: "full", or "brief" (first sentence)
-    image_first: bool = False  # the image before the instructions
-    steps: int = 500
-    batch: int = 32
-    lr: float = 1e-3
-    warmup: float = 0.05  # fraction of the steps
-    weight_decay: float = 0.01
-    adam_b2: float = 0.999  # Adam's second-moment decay (bench.learnability varies it)
-    # Weight of the <think> and <answer> tokens in the loss, relative to the perception tokens.
-    decision_weight: float = 1.0
-    max_random_moves: int = 3
-    eval_every: int = 100
-    eval_boards: int = 64
-    save_every: int = 200
-    seed: int = 0
+    game: str = knob("swap", "a game, or mix: every game in each batch")
+    board_preset: str | None = knob("easy", "the game's difficulty preset")
+    model: str = knob("tiny", "model size (a named size of policy.model)")
+    model_overrides: dict = knob(default_factory=dict, help="ModelConfig fields, e.g. {'depth': 2}")
+    variant: str = knob("cold", "cold (G1's cold start) or base (format only, G0's start)")
+    prompt_style: str = knob("full", "the game's instructions: full, or brief (first sentence)")
+    image_first: bool = knob(False, "show the image before the instructions")
+    steps: int = knob(500, "optimiser steps")
+    batch: int = knob(32, "boards per step")
+    optim: OptimConfig = knob(
+        default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=25, schedule="cosine",
+                                            weight_decay=0.01),
+        help="the optimiser: warm-up, then cosine decay")
+    decision_weight: float = knob(1.0, "weight of the <think> and <answer> tokens in the loss, "
+                                       "relative to the perception tokens")
+    max_random_moves: int = knob(3, "boards are advanced by up to this many random moves")
+    eval_every: int = knob(100, "steps between held-out evaluations")
+    eval_boards: int = knob(64, "held-out boards per evaluation")
+    save_every: int = knob(200, "steps between checkpoints")
+    seed: int = knob(0, "the seed of boards, initial weights and samples")
 
     def __post_init__(self) -> None:
+        nested(self)
         if self.variant not in ("cold", "base"):
             raise ValueError(f"variant must be 'cold' or 'base', got {self.variant!r}")
         if self.steps < 1 or self.batch < 1 or self.eval_boards < 1:
             raise ValueError("steps, batch and eval_boards must be positive")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
-        if not 0 < self.adam_b2 < 1 or self.decision_weight <= 0:
-            raise ValueError("adam_b2 must be in (0, 1) and decision_weight positive")
+        if self.decision_weight <= 0:
+            raise ValueError("decision_weight must be positive")
         if self.prompt_style not in game_text.PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {game_text.PROMPT_STYLES}")
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+RUN_PRESETS: dict[str, dict[str, Any]] = {
     # this 2-core CPU: the tiny model on easy boards, well inside 15 minutes
-    "cpu": dict(model="tiny", board_preset="easy", steps=500, batch=32, lr=1e-3,
+    "cpu": dict(model="tiny", board_preset="easy", steps=500, batch=32, lr=1e-3, warmup_steps=25,
                 prompt_style="brief"),
     # one GPU: a larger model, larger batches
     "gpu": dict(model="small", board_preset="easy", steps=1500, batch=256, lr=5e-4,
-                prompt_style="brief",
+                warmup_steps=75, prompt_style="brief",
                 eval_every=500, eval_boards=256, save_every=500),
 }
+"""Run sizes (`--preset`): flat settings of SFTConfig (`policy.config.build`)."""
 
 
 # ---- the update ----------------------------------------------------------------------------
 
 
-OPTIMIZER_FIELDS = ("lr", "warmup", "steps", "weight_decay", "adam_b2")
-
-
 def optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
-    warmup = int(cfg.warmup * cfg.steps)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, cfg.steps,
-                                                  end_value=cfg.lr * 0.05)
-    return optax.chain(optax.clip_by_global_norm(1.0),
-                       optax.adamw(schedule, b2=cfg.adam_b2, weight_decay=cfg.weight_decay))
+    return config.optimizer(cfg.optim, cfg.steps)
 
 
 def response_loss(model: nnx.Module, prompt: sample.Prompt, frames, response,
@@ -107,17 +101,12 @@ def response_loss(model: nnx.Module, prompt: sample.Prompt, frames, response,
     return -jnp.sum(logprobs * mask) / jnp.maximum(jnp.sum(mask), 1)
 
 
-def compiled_train_step(graphdef: nnx.GraphDef, cfg: SFTConfig):
-    """`make_train_step` with `optimizer(cfg)`, built once per model structure and optimiser
-    settings (every field `optimizer` reads), so that runs alike (a resumed run, tests) share
-    one compilation."""
-    return _compiled_train_step(graphdef, tuple(getattr(cfg, f) for f in OPTIMIZER_FIELDS))
-
-
 @functools.lru_cache(maxsize=16)
-def _compiled_train_step(graphdef: nnx.GraphDef, settings: tuple):
-    cfg = SFTConfig(**dict(zip(OPTIMIZER_FIELDS, settings)))
-    return make_train_step(graphdef, optimizer(cfg))
+def compiled_train_step(graphdef: nnx.GraphDef, optim: OptimConfig, steps: int):
+    """`make_train_step` with the optimiser of `optim` over `steps`, built once per model
+    structure and optimiser settings, so that runs alike (a resumed run, tests) share one
+    compilation."""
+    return make_train_step(graphdef, config.optimizer(optim, steps))
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
@@ -186,7 +175,7 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
               f"{vlm.num_params(nnx.merge(graphdef, params)):,} parameters ({cfg.model}), "
               f"{cfg.steps} steps x {cfg.batch} boards, responses up to {budget} tokens")
 
-    train_step = compiled_train_step(graphdef, cfg)
+    train_step = compiled_train_step(graphdef, cfg.optim, cfg.steps)
     prompt = games.prompt(tokenizer, model_cfg, cfg.batch)
     held_out = games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
     started = time.time()
@@ -217,35 +206,22 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()) + ["mix"],
-                        help="a game, or mix: all of them in each batch")
-    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
-                        help="run size: model, steps, batch (default: cpu)")
-    parser.add_argument("--board-preset", default=None,
-                        help="the game's difficulty preset (default: the run preset's, easy)")
-    parser.add_argument("--variant", default="cold", choices=("cold", "base"))
+    parser.add_argument("--preset", default="cpu", choices=sorted(RUN_PRESETS),
+                        help="run size: model, steps, batch, learning rate (default: cpu); "
+                             "flags given next to it win")
     parser.add_argument("--out", required=True, help="checkpoint folder")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--prompt-style", choices=game_text.PROMPT_STYLES, default=None,
-                        help="the game's instructions: full, or brief (first sentence; the "
-                             "presets' choice)")
-    parser.add_argument("--image-first", action="store_true",
-                        help="show the image before the instructions")
-    for name, kind in (("steps", int), ("batch", int), ("lr", float), ("seed", int),
-                       ("model", str), ("eval-every", int), ("eval-boards", int)):
-        parser.add_argument(f"--{name}", type=kind, default=None)
+    config.add_flags(parser, SFTConfig, skip=("model_overrides",), choices=dict(
+        game=sorted(jaxgym.list_games()) + ["mix"], variant=("cold", "base"),
+        prompt_style=game_text.PROMPT_STYLES, model=sorted(vlm.CONFIGS)))
     args = parser.parse_args(argv)
-    options = dict(PRESETS[args.preset], game=args.game, variant=args.variant,
-                   image_first=args.image_first)
-    if args.prompt_style is not None:
-        options["prompt_style"] = args.prompt_style
-    for name in ("board_preset", "steps", "batch", "lr", "seed", "model", "eval_every",
-                 "eval_boards"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    if options.get("eval_every", SFTConfig.eval_every) > options.get("steps", SFTConfig.steps):
-        options["eval_every"] = options.get("steps", SFTConfig.steps)
-    cfg = SFTConfig(**options)
+    settings = {**RUN_PRESETS[args.preset], **config.given(args, SFTConfig)}
+    steps = settings.get("steps", SFTConfig.steps)
+    settings["eval_every"] = min(settings.get("eval_every", SFTConfig.eval_every), steps)
+    try:
+        cfg = config.build(SFTConfig, **settings)
+    except ValueError as error:
+        parser.error(str(error))
     if os.path.isdir(args.out) and checkpoint.latest_step(args.out) is not None and not args.resume:
         parser.error(f"{args.out} already holds a checkpoint; pass --resume or another --out")
     started = time.time()

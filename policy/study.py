@@ -20,7 +20,7 @@ import sys
 import time
 
 import jaxgym
-from policy import checkpoint, evaluation, loop, plot, tokenizer as tokenization, train
+from policy import checkpoint, config, evaluation, loop, plot, tokenizer as tokenization, train
 from policy.episodes import GameSet
 
 KEYS = ("valid_move_rate", "mean_game_reward", "perception_exact")
@@ -59,20 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()))
-    parser.add_argument("--preset", default="cpu", choices=sorted(train.PRESETS))
+    parser.add_argument("--preset", default="cpu", choices=sorted(train.RUN_PRESETS),
+                        help="run size of both modes (policy.train's presets)")
     parser.add_argument("--out", required=True, help="study folder")
     parser.add_argument("--boards", type=int, default=256, help="held-out boards measured")
     parser.add_argument("--steps", type=int, default=None, help="RL steps of each mode")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    options = dict(train.PRESETS[args.preset], game=args.game, seed=args.seed)
+    options = dict(train.RUN_PRESETS[args.preset], game=args.game, seed=args.seed)
     if args.steps is not None:
         options["steps"] = args.steps
     started = time.time()
     os.makedirs(args.out, exist_ok=True)
     results, configs = {}, {}
     for mode in ("g0", "g1"):
-        cfg = train.TrainConfig(**options, mode=mode)
+        cfg = config.build(train.TrainConfig, **options, mode=mode)
         print(f"== {mode} ==", flush=True)
         results[mode] = run_mode(cfg, os.path.join(args.out, mode), args.boards)
         configs[mode] = dataclasses.asdict(cfg)

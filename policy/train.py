@@ -41,12 +41,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxgym
 import render
-from policy import checkpoint, episodes, evaluation, grpo, loop, sample, sft
+from policy import checkpoint, config, episodes, evaluation, grpo, loop, sample, sft
+from policy.config import OptimConfig, knob, nested
+from policy.grpo import GRPOConfig
 
 REWARDS = ("shaped", "perception", "format")
 LOG = "train_metrics.jsonl"
 
-PRESETS: dict[str, dict[str, Any]] = {
+RUN_PRESETS: dict[str, dict[str, Any]] = {
     # minutes on a 2-core CPU: tiny model, easy boards
     "cpu": dict(board_preset="easy", steps=60, batch=16, samples=5, lr=1e-4, eval_every=20,
                 eval_boards=64, save_every=20, init_preset="cpu"),
@@ -54,49 +56,45 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu": dict(board_preset="easy", steps=500, batch=512, samples=5, lr=5e-5, eval_every=50,
                 eval_boards=512, save_every=100, init_preset="gpu"),
 }
+"""Run sizes (`--preset`): flat settings of TrainConfig (`policy.config.build`)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    game: str = "swap"
-    board_preset: str = "easy"
-    mode: str = "g1"  # g1: from the cold start; g0: from the format-only base
-    steps: int = 60
-    batch: int = 16  # boards per step
-    samples: int = 5  # responses per board (GRPO's group)
-    max_random_moves: int = 3
-    temperature: float = 1.0
-    updates: int = 1  # GRPO updates per sampled batch (>1: the clipped ratio starts to bind)
-    rewards: tuple[str, ...] = REWARDS  # which rewards count (summed)
-    lr: float = 1e-4
-    warmup_steps: int = 0
-    kl_coef: float = 1e-2
-    clip_eps: float = 0.2
-    max_grad_norm: float = 1.0
-    microbatch: int = 0  # sequences per gradient slice; 0: automatic (at most 256)
-    sample_chunk: int = 0  # sequences sampled at a time; 0: automatic (at most 1024)
-    eval_every: int = 20
-    eval_boards: int = 64  # held-out boards per evaluation; 0: no evaluation
-    save_every: int = 20
-    init_preset: str = "cpu"  # policy.sft preset of the starting policy
-    init_steps: int = 0  # its steps (0: the preset's; for g0, a fifth of them)
-    seed: int = 0
+    game: str = knob("swap", "a game, or mix: every game in each batch")
+    board_preset: str = knob("easy", "the game's difficulty preset")
+    mode: str = knob("g1", "g1: from the cold start; g0: from the format-only base")
+    steps: int = knob(60, "RL steps (one sampled batch each)")
+    batch: int = knob(16, "boards per step")
+    samples: int = knob(5, "responses per board (GRPO's group)")
+    max_random_moves: int = knob(3, "boards are advanced by up to this many random moves")
+    temperature: float = knob(1.0, "sampling temperature of the rollouts")
+    rewards: tuple[str, ...] = knob(REWARDS, "which rewards count (summed)")
+    grpo: GRPOConfig = knob(
+        default_factory=lambda: GRPOConfig(optim=OptimConfig(lr=1e-4)),
+        help="the update (microbatch 0: automatic, at most 256 sequences a slice)")
+    sample_chunk: int = knob(0, "sequences sampled at a time; 0: automatic (at most 1024)")
+    eval_every: int = knob(20, "steps between held-out evaluations")
+    eval_boards: int = knob(64, "held-out boards per evaluation; 0: no evaluation")
+    save_every: int = knob(20, "steps between checkpoints")
+    init_preset: str = knob("cpu", "policy.sft run preset of the starting policy")
+    init_steps: int = knob(0, "its steps (0: the preset's; for g0, a fifth of them)")
+    seed: int = knob(0, "the seed of boards, samples and the starting policy")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rewards", tuple(self.rewards))  # from JSON: a list
+        nested(self)
         checks = [
             (self.mode in ("g0", "g1"), f"mode must be g0 or g1, not {self.mode!r}"),
             (min(self.steps, self.batch, self.samples) >= 1, "steps, batch, samples must be >= 1"),
             (self.samples >= 2, "GRPO needs at least 2 samples per board"),
-            (self.updates >= 1, "updates must be >= 1"),
             (set(self.rewards) <= set(REWARDS) and self.rewards,
              f"rewards must be a non-empty subset of {REWARDS}"),
             (self.temperature > 0, "temperature must be > 0 (RL samples)"),
             (min(self.eval_every, self.save_every) >= 1, "eval_every, save_every must be >= 1"),
             (self.eval_boards >= 0, "eval_boards must be >= 0"),
-            (self.microbatch >= 0, "microbatch must be >= 0"),
             (self.sample_chunk >= 0, "sample_chunk must be >= 0"),
-            (self.init_preset in sft.PRESETS, f"init_preset must be one of {sorted(sft.PRESETS)}"),
+            (self.init_preset in sft.RUN_PRESETS,
+             f"init_preset must be one of {sorted(sft.RUN_PRESETS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -106,11 +104,10 @@ class TrainConfig:
     def sequences(self) -> int:
         return self.batch * self.samples
 
-    def grpo(self) -> grpo.GRPOConfig:
-        return grpo.GRPOConfig(lr=self.lr, warmup_steps=self.warmup_steps, clip_eps=self.clip_eps,
-                               kl_coef=self.kl_coef, max_grad_norm=self.max_grad_norm,
-                               microbatch=auto_slice(self.sequences, self.microbatch),
-                               updates=self.updates)
+    def update_config(self) -> GRPOConfig:
+        """`grpo` with its micro-batch resolved (ValueError if one given does not divide)."""
+        return dataclasses.replace(self.grpo,
+                                   microbatch=auto_slice(self.sequences, self.grpo.microbatch))
 
 
 def auto_slice(sequences: int, requested: int, largest: int = 256,
@@ -148,12 +145,13 @@ def data_mesh() -> Mesh:
 
 def init_config(cfg: TrainConfig) -> sft.SFTConfig:
     """The supervised run G1 (variant cold) or G0 (variant base) starts from."""
-    options = dict(sft.PRESETS[cfg.init_preset], game=cfg.game, board_preset=cfg.board_preset,
-                   seed=cfg.seed, variant="cold" if cfg.mode == "g1" else "base")
+    options = dict(sft.RUN_PRESETS[cfg.init_preset], game=cfg.game,
+                   board_preset=cfg.board_preset, seed=cfg.seed,
+                   variant="cold" if cfg.mode == "g1" else "base")
     steps = cfg.init_steps or (options["steps"] if cfg.mode == "g1" else options["steps"] // 5)
     options.update(steps=steps, eval_every=min(options.get("eval_every", 100), steps),
-                   save_every=steps)
-    return sft.SFTConfig(**options)
+                   save_every=steps, warmup_steps=steps // 20)
+    return config.build(sft.SFTConfig, **options)
 
 
 def starting_policy(cfg: TrainConfig, run_dir: str, init: str | None, quiet: bool):
@@ -251,7 +249,7 @@ class Trainer:
         self.cfg, self.games, self.graphdef = cfg, games, graphdef
         self.tokenizer, self.model_cfg, self.budget, self.mesh = tokenizer, model_cfg, budget, mesh
         self.replicated = NamedSharding(mesh, PartitionSpec())
-        self.grpo_cfg = cfg.grpo()
+        self.grpo_cfg = cfg.update_config()
         self.tx = grpo.optimizer(self.grpo_cfg)
         self.update = grpo.compiled_update(graphdef, self.grpo_cfg)
         self.spec = RolloutSpec(games, graphdef, tokenizer, model_cfg, budget, mesh, cfg.batch,
@@ -370,38 +368,23 @@ def write_gif(games: episodes.GameSet, trainer: Trainer, params, path: str, boar
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()) + ["mix"],
-                        help="a game, or mix: all four in every batch (jaxgym.multigame)")
-    parser.add_argument("--mode", default="g1", choices=("g0", "g1"))
-    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
-                        help="run size (default: cpu)")
-    parser.add_argument("--board-preset", default=None, help="the game's difficulty preset")
+    parser.add_argument("--preset", default="cpu", choices=sorted(RUN_PRESETS),
+                        help="run size (default: cpu); flags given next to it win")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="run folder (default: runs/<game>-<mode>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in the folder")
     parser.add_argument("--init", default=None,
                         help="checkpoint folder of the starting policy (default: train one)")
-    parser.add_argument("--rewards", default=",".join(REWARDS),
-                        help=f"comma-separated rewards that count (default: {','.join(REWARDS)})")
     parser.add_argument("--gif-boards", type=int, default=4, help="boards in play.gif (0: none)")
     parser.add_argument("--quiet", action="store_true")
-    for name, kind in (("steps", int), ("batch", int), ("samples", int), ("lr", float),
-                       ("seed", int), ("microbatch", int), ("kl-coef", float),
-                       ("clip-eps", float), ("temperature", float), ("eval-every", int),
-                       ("eval-boards", int), ("save-every", int), ("max-random-moves", int),
-                       ("init-steps", int), ("updates", int), ("sample-chunk", int)):
-        parser.add_argument(f"--{name}", type=kind, default=None)
+    config.add_flags(parser, TrainConfig, choices=dict(
+        game=sorted(jaxgym.list_games()) + ["mix"], mode=("g0", "g1"),
+        init_preset=sorted(sft.RUN_PRESETS)))
     args = parser.parse_args(argv)
-    options = dict(PRESETS[args.preset], game=args.game, mode=args.mode,
-                   rewards=tuple(r for r in args.rewards.split(",") if r))
-    for name in ("board_preset", "steps", "batch", "samples", "lr", "seed", "microbatch",
-                 "kl_coef", "clip_eps", "temperature", "eval_every", "eval_boards", "save_every",
-                 "max_random_moves", "init_steps", "updates", "sample_chunk"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
     try:
-        cfg = TrainConfig(**options)
-        cfg.grpo()
+        cfg = config.build(TrainConfig, **{**RUN_PRESETS[args.preset],
+                                           **config.given(args, TrainConfig)})
+        cfg.update_config()
         auto_slice(cfg.sequences, cfg.sample_chunk, 1024, "--sample-chunk")
     except ValueError as error:
         parser.error(str(error))

@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from policy import grpo, model as vlm, sample
+from policy.config import build
 
 CFG = grpo.GRPOConfig()
 
@@ -89,7 +90,7 @@ def rollout(advantages):
 
 
 # one update function per settings, shared by the tests (each compiles once)
-UPDATE_CFG = grpo.GRPOConfig(lr=3e-3)
+UPDATE_CFG = build(grpo.GRPOConfig, lr=3e-3)
 
 
 def run_update(batch, cfg=UPDATE_CFG, params=PARAMS, opt_state=None):

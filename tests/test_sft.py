@@ -12,11 +12,12 @@ from flax import nnx
 import jaxgym
 from policy import checkpoint, episodes, evaluate, evaluation, model as vlm, sft
 from policy import tokenizer as tokenization
+from policy.config import build
 
 SMALL = dict(vocab_size=tokenization.default().vocab_size, width=32, depth=1, heads=2,
              kv_heads=1, mlp_width=64, vision_width=16, vision_depth=1, vision_heads=1,
              vision_mlp=32, learned_positions=256)
-CFG = sft.SFTConfig(steps=6, batch=4, lr=1e-2, eval_every=6, eval_boards=4, save_every=3,
+CFG = build(sft.SFTConfig, steps=6, batch=4, lr=1e-2, warmup_steps=0, eval_every=6, eval_boards=4, save_every=3,
                     model_overrides=SMALL, max_random_moves=1)
 
 
@@ -111,7 +112,7 @@ def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match="variant"):
         sft.SFTConfig(variant="warm")
     with pytest.raises(ValueError, match="warmup"):
-        sft.SFTConfig(warmup=1.5)
+        build(sft.SFTConfig, warmup_steps=-1)
 
 
 def test_evaluate_baselines():
@@ -155,3 +156,37 @@ def test_evaluate_cli_writes_json_and_gif(run_dir, tmp_path):
 
     assert iio.imread(gif).shape[0] == 4  # 2 boards x 2 steps
     assert evaluate.main(["--checkpoint", str(tmp_path / "missing")]) == 2
+
+
+def test_every_setting_has_one_flag_and_presets_are_settings():
+    import argparse
+
+    from policy import config, train
+
+    for cls, presets in ((sft.SFTConfig, sft.RUN_PRESETS), (train.TrainConfig, train.RUN_PRESETS)):
+        parser = argparse.ArgumentParser()
+        config.add_flags(parser, cls)
+        flags = {a.dest for a in parser._actions}
+        assert set(config.leaves(cls)) - {"model_overrides"} <= flags
+        for preset in presets.values():  # every preset names real settings and builds
+            assert config.flatten(config.build(cls, **preset)).items() >= preset.items()
+    cfg = config.build(train.TrainConfig, lr=3e-5, kl_coef=0.0, updates=2)
+    assert (cfg.grpo.optim.lr, cfg.grpo.kl_coef, cfg.grpo.updates) == (3e-5, 0.0, 2)
+    assert cfg.grpo.optim.max_grad_norm == train.TrainConfig().grpo.optim.max_grad_norm
+    with pytest.raises(ValueError, match="has no setting"):
+        config.build(train.TrainConfig, learning_rate=1.0)
+    cfg, _ = train.parse_args(["--preset", "cpu", "--lr", "2e-5", "--rewards", "format"])
+    assert cfg.grpo.optim.lr == 2e-5 and cfg.rewards == ("format",) and cfg.steps == 60
+
+
+def test_runs_with_the_same_optimiser_share_one_compiled_step():
+    graphdef, _ = nnx.split(vlm.create(vlm.config("tiny", **SMALL), 5))
+    step = sft.compiled_train_step
+    same = build(sft.SFTConfig, lr=1e-3)
+    assert step(graphdef, CFG.optim, 6) is step(graphdef, build(sft.SFTConfig, lr=1e-2,
+                                                               warmup_steps=0).optim, 6)
+    assert step(graphdef, same.optim, 6) is not step(graphdef, CFG.optim, 6)
+    # every optimiser field is part of the key, also one the old hand-made key left out
+    clipped = build(sft.SFTConfig, lr=1e-2, warmup_steps=0, max_grad_norm=0.5)
+    assert step(graphdef, clipped.optim, 6) is not step(graphdef, CFG.optim, 6)
+    assert step(graphdef, CFG.optim, 7) is not step(graphdef, CFG.optim, 6)

@@ -2,6 +2,7 @@
 simulated devices; a non-finite loss stops with the last good checkpoint kept; the CLI's
 errors; the curves plot."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from policy import checkpoint, episodes, loop, plot, sft, tokenizer as tokenization, train
+from policy.config import build
 
 SMALL = dict(vocab_size=tokenization.default().vocab_size, width=32, depth=1, heads=2,
              kv_heads=1, mlp_width=64, vision_width=16, vision_depth=1, vision_heads=1,
@@ -25,7 +27,8 @@ def init_dir(tmp_path_factory):
     """A micro model after a short format-only (G0 base) cold start: about half its samples
     are well formed, so the format reward has room to rise."""
     out = str(tmp_path_factory.mktemp("init"))
-    sft.train(sft.SFTConfig(variant="base", steps=100, batch=8, lr=3e-3, eval_every=100,
+    sft.train(build(sft.SFTConfig, variant="base", steps=100, batch=8, lr=3e-3, warmup_steps=5,
+                    eval_every=100,
                             eval_boards=4, save_every=100, model_overrides=SMALL,
                             max_random_moves=1), out, quiet=True)
     return out
@@ -35,7 +38,7 @@ def config(**overrides):
     # every test's batch has the same shape, so they share the compiled rollout and update
     options = dict(steps=4, batch=8, samples=4, lr=3e-3, rewards=("format",), eval_every=2,
                    eval_boards=4, save_every=2, max_random_moves=1)
-    return train.TrainConfig(**{**options, **overrides})
+    return build(train.TrainConfig, **{**options, **overrides})
 
 
 def without_timings(lines):
@@ -87,7 +90,7 @@ train.train(cfg, sys.argv[2], init=sys.argv[3], quiet=True, gif_boards=0)
 
 def test_one_device_equals_four_simulated_devices(init_dir, tmp_path):
     cfg = config(steps=2, eval_boards=0)  # no held-out evaluation: less to compile
-    options = dict(vars(cfg), rewards=list(cfg.rewards))
+    options = dataclasses.asdict(cfg)  # nested parts as dicts, rebuilt by TrainConfig
     runs = {}
     for devices in (1, 4):
         out = str(tmp_path / f"d{devices}")
@@ -143,7 +146,7 @@ def test_automatic_slices_divide_the_batch():
     assert train.auto_slice(20480, 0, 1024) == 1024
     assert train.auto_slice(30, 0) == 30
     assert train.auto_slice(600, 0) == 200
-    assert train.TrainConfig(batch=4096, samples=5).grpo().microbatch == 256
+    assert train.TrainConfig(batch=4096, samples=5).update_config().microbatch == 256
 
 
 def test_sampling_in_chunks_equals_one_call(init_dir):
