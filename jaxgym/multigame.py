@@ -2,6 +2,7 @@
 
     mix = jaxgym.multigame.make_mix({"swap": 1024, "shisensho": 1024, "2048": 1024}, preset="easy")
     states = mix.reset(key)                       # one batched State per game, as a tuple
+    states = mix.reset(key, max_random_moves=3)   # ... each advanced by 0..3 random moves
     frames = render.mix_frames(mix, states)       # uint8[3072, H, W, 3], one canvas for all
     states = mix.step(states, actions)            # actions: int32[3072], board order below
     mix.prompts(); mix.perceptions(states); mix.parse_answers(responses)
@@ -80,12 +81,13 @@ class MultiGame:
 
     # ---- the batch ----
 
-    def reset(self, key: jax.Array) -> tuple[State, ...]:
-        """Fresh boards for every game: a tuple of batched States."""
-        keys = jax.random.split(key, len(self.envs))
-        return tuple(
-            jax.vmap(env.reset)(jax.random.split(k, n)) for env, n, k in zip(self.envs, self.counts, keys)
-        )
+    def reset(self, key: jax.Array, max_random_moves: int = 0) -> tuple[State, ...]:
+        """Fresh boards for every game (game i's from `fold_in(key, i)`; one game's from `key`),
+        each then advanced by 0..max_random_moves random legal moves (`deal`)."""
+        keys = ([key] if len(self.envs) == 1
+                else [jax.random.fold_in(key, i) for i in range(len(self.envs))])
+        return tuple(deal(env, k, n, max_random_moves)
+                     for env, n, k in zip(self.envs, self.counts, keys))
 
     def step(self, states: tuple[State, ...], actions: Any) -> tuple[State, ...]:
         """One move on every board. actions: int32[batch] in board order."""
@@ -156,6 +158,26 @@ class MultiGame:
             }
             for label, s in zip(self.labels, states)
         }
+
+
+def deal(env: Env, key: jax.Array, batch: int, max_random_moves: int = 0) -> State:
+    """`batch` fresh boards of one game, each then advanced by 0..max_random_moves uniformly
+    random legal moves (a board is never advanced into a finished episode); step counts start
+    at 0. Varied positions for training and evaluation. jit-able (`max_random_moves` static)."""
+    deal_key, count_key, move_key = jax.random.split(key, 3)
+    states = jax.vmap(env.reset)(jax.random.split(deal_key, batch))
+    moves = jax.random.randint(count_key, (batch,), 0, max_random_moves + 1)
+
+    def advance(states, k):
+        keys = jax.random.split(jax.random.fold_in(move_key, k), batch)
+        actions = jax.vmap(random_legal_action)(keys, states.legal_action_mask)
+        stepped = jax.vmap(env.step)(states, actions)
+        keep = (k < moves) & ~stepped.terminated
+        return jax.tree.map(lambda new, old: jnp.where(
+            keep.reshape((-1,) + (1,) * (new.ndim - 1)), new, old), stepped, states), None
+
+    states, _ = jax.lax.scan(advance, states, jnp.arange(max_random_moves))
+    return states.replace(step_count=jnp.zeros_like(states.step_count))
 
 
 def make_mix(counts: Mapping[str, int], preset: str | None = None, **options: Any) -> MultiGame:

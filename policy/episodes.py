@@ -24,8 +24,8 @@ import numpy as np
 
 import jaxgym
 import render
-from jaxgym import text as game_text
-from jaxgym.core import Env, State, random_legal_action
+from jaxgym import multigame, text as game_text
+from jaxgym.core import Env, State
 from jaxgym.multigame import MultiGame
 from policy.model import ModelConfig
 from policy.rewards import Rewards, RewardFn, compiled as compiled_rewards
@@ -40,23 +40,10 @@ def eval_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), HELD_OUT)
 
 
-@functools.partial(jax.jit, static_argnames=("env", "batch", "max_random_moves"))
-def deal(env: Env, key: jax.Array, batch: int, max_random_moves: int = 0) -> State:
-    """`batch` fresh boards, each then advanced by 0..max_random_moves random legal moves."""
-    deal_key, count_key, move_key = jax.random.split(key, 3)
-    states = jax.vmap(env.reset)(jax.random.split(deal_key, batch))
-    moves = jax.random.randint(count_key, (batch,), 0, max_random_moves + 1)
-
-    def advance(states, k):
-        keys = jax.random.split(jax.random.fold_in(move_key, k), batch)
-        actions = jax.vmap(random_legal_action)(keys, states.legal_action_mask)
-        stepped = jax.vmap(env.step)(states, actions)
-        keep = (k < moves) & ~stepped.terminated  # never hand out a finished board
-        return jax.tree.map(lambda new, old: jnp.where(
-            keep.reshape((-1,) + (1,) * (new.ndim - 1)), new, old), stepped, states), None
-
-    states, _ = jax.lax.scan(advance, states, jnp.arange(max_random_moves))
-    return states.replace(step_count=jnp.zeros_like(states.step_count))
+deal = functools.partial(jax.jit, static_argnames=("env", "batch", "max_random_moves"))(
+    multigame.deal)
+"""`jaxgym.multigame.deal`, compiled once per game and batch: `batch` fresh boards, each then
+advanced by 0..max_random_moves random legal moves."""
 
 
 @functools.partial(jax.jit, static_argnames=("env",))
@@ -164,9 +151,8 @@ class GameSet:
         return render.canvas_shape(self.envs) + (3,)
 
     def deal(self, key: jax.Array, batch: int, max_random_moves: int = 0) -> tuple[State, ...]:
-        keys = [key] if self.single else [jax.random.fold_in(key, i) for i in range(len(self.envs))]
-        return tuple(deal(env, k, n, max_random_moves)
-                     for env, k, n in zip(self.envs, keys, self.counts(batch)))
+        """`MultiGame.reset`: fresh boards, some advanced by random moves; one State a game."""
+        return _reset_mix(self.multigame(batch), key, max_random_moves)
 
     def draw(self, states: tuple[State, ...]) -> jax.Array:
         """uint8[B, H, W, 3]: every board on the games' common canvas (one game: its frames)."""
@@ -232,6 +218,11 @@ def _left_padded(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.nda
 @functools.lru_cache(maxsize=64)
 def _split_evenly(envs: tuple[Env, ...], batch: int) -> MultiGame:
     return MultiGame.split_evenly(envs, batch)
+
+
+@functools.partial(jax.jit, static_argnames=("mix", "max_random_moves"))
+def _reset_mix(mix: MultiGame, key: jax.Array, max_random_moves: int) -> tuple[State, ...]:
+    return mix.reset(key, max_random_moves)
 
 
 @functools.partial(jax.jit, static_argnames=("mix",))
