@@ -24,6 +24,8 @@ today's model, brief prompt and targets; "a+b" combines changes):
                    "Swap Red circle at (1, 2) with Blue square at (1, 3)."
     answer-weight  the think and answer tokens weigh 5x in the loss
     no-recency     without the decoder's ALiBi-style recency bias (`ModelConfig.recency_bias`)
+    restate        the think starts by restating the board, one token a cell
+                   (`episodes.restated_board`: "Board: AC AB AB AD ...")
 
 `--decoder` runs the probe without the VLM: the decoder alone reads the 16 cells as tokens and
 writes r1 c1 r2 c2 (the symbolic version of the task), at the embedding and position scales
@@ -51,7 +53,7 @@ from policy.config import build
 
 VARIANTS = ("default", "image-first", "full-prompt", "adam-0.95", "old-init", "no-positions",
             "cells", "answer-only", "valid-target", "coordinates-first", "answer-weight",
-            "no-recency")
+            "no-recency", "restate")
 
 OLD_INIT = dict(embed_std=None, position_std=0.02, tie_embeddings=True, recency_bias=False)
 
@@ -81,9 +83,12 @@ def target_texts(env, states, actions, changes: set[str]) -> list[str]:
     boards, actions = np.asarray(states.board), np.asarray(actions)
     if "answer-only" in changes:
         return [game_text.response_text("", "", game_text.answer_text(env, a)) for a in actions]
-    return [game_text.response_text(game_text.describe_board(env, b),
-                                    think_text(env, b, a, "coordinates-first" in changes),
-                                    game_text.answer_text(env, a))
+    restate = "restate" in changes
+    return [game_text.response_text(
+                game_text.describe_board(env, b),
+                (episodes.restated_board(b) + " " if restate else "")
+                + think_text(env, b, a, "coordinates-first" in changes),
+                game_text.answer_text(env, a))
             for b, a in zip(boards, actions)]
 
 
@@ -100,7 +105,7 @@ def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int
     changes = set(variant.split("+"))
     env = jaxgym.make("swap", preset="easy")
     games = episodes.GameSet((env,), "full" if "full-prompt" in changes else "brief",
-                             "image-first" in changes)
+                             "image-first" in changes, "restate" in changes)
     tokenizer = tokenization.default()
     overrides = dict(vocab_size=tokenizer.vocab_size)
     overrides.update(OLD_INIT if "old-init" in changes else {})
@@ -191,12 +196,14 @@ DECODER_SETTINGS = {
 def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int = 32,
                 lr: float = 1e-3, prefix: int = 0, between: int = 0, eval_boards: int = 512,
                 quiet: bool = False, board: dict | None = None, words: bool = False,
-                **sizes) -> list[dict]:
+                restate: bool = False, **sizes) -> list[dict]:
     """The tiny decoder (changed by `sizes`, e.g. width=64) on easy Swap's cells as tokens ->
     the expert's r1 c1 r2 c2, with `prefix` constant tokens before the cells and `between`
     after them. `board`: the Swap settings instead of the easy preset. `words`: each cell as
     three tokens, its colour, its shape and a separator (the end of a row has its own), as
-    the perception text spells it, instead of one token."""
+    the perception text spells it, instead of one token. `restate`: the cells again, one
+    token each (ids 224 on), after the `between` tokens and right before the move, as the
+    cold start's think does with `restate_board`."""
     env = jaxgym.make("swap", **(board or dict(preset="easy")))
     cfg = vlm.config("tiny", vocab_size=256, **DECODER_SETTINGS[setting], **sizes)
     graphdef, params = nnx.split(vlm.create(cfg, 63, seed))
@@ -227,13 +234,14 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         seps = jnp.broadcast_to(separators, boards.shape)
         return jnp.stack([colour, shape, seps], -1).reshape(boards.shape[0], -1)
 
-    width = cells * (3 if words else 1)
+    width = cells * (3 if words else 1) + (cells if restate else 0)
 
     def sequence(boards, written):
         n = boards.shape[0]
-        return jnp.concatenate([jnp.broadcast_to(before, (n, prefix)), spelt(boards),
-                                jnp.broadcast_to(after, (n, between)),
-                                jnp.full((n, 1), start), written + digit], 1)
+        parts = [jnp.broadcast_to(before, (n, prefix)), spelt(boards),
+                 jnp.broadcast_to(after, (n, between))]
+        parts += [boards + 224] if restate else []
+        return jnp.concatenate(parts + [jnp.full((n, 1), start), written + digit], 1)
 
     def loss_fn(params, boards, moves):
         logits = forward(params, sequence(boards, moves[:, :3]))[:, prefix + width + between:]
@@ -302,6 +310,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decoder-words", action="store_true",
                         help="each cell as colour, shape and separator tokens (as perception "
                              "text spells it) instead of one token")
+    parser.add_argument("--decoder-restate", action="store_true",
+                        help="the cells again, one token each, right before the move (the "
+                             "cold start's restate_board)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", default="0")
@@ -319,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
             for seed in seeds:
                 rows += run_decoder(name, args.steps, args.eval_every, seed, lr=args.lr,
                                     prefix=args.decoder_prefix, between=args.decoder_between,
-                                    words=args.decoder_words)
+                                    words=args.decoder_words, restate=args.decoder_restate)
     else:
         names = args.variants.split(",")
         unknown = [n for n in names if not set(n.split("+")) <= set(VARIANTS)]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxgym.core import EMPTY, INVALID_ACTION, Env, PairEnv, State
+from jaxgym.core import INVALID_ACTION, Env, PairEnv, State
 
 TAGS = ("perception", "think", "answer")
 

@@ -30,7 +30,7 @@ from jaxgym.multigame import MultiGame
 from policy.model import ModelConfig
 from policy.rewards import Rewards, RewardFn, compiled as compiled_rewards
 from policy.sample import Prompt
-from policy.tokenizer import GameTokenizer
+from policy.tokenizer import GameTokenizer, cell_code
 
 HELD_OUT = 1_000_000_007  # evaluation boards come from fold_in(key(seed), HELD_OUT)
 
@@ -74,14 +74,25 @@ def expert_actions(env: Env, states: State) -> jax.Array:
     return jax.vmap(env.expert_action)(states)
 
 
-def cold_start_texts(env: Env, states: State, actions: jax.Array | None = None) -> list[str]:
+def restated_board(board: np.ndarray) -> str:
+    """The board in one token a cell, in reading order: "Board: AC AB AB AD ...". A model
+    trained from scratch learns its move far sooner when it reads the board this way right
+    before the move than from the perception text alone (docs/learnability.md)."""
+    return "Board:" + "".join(" " + cell_code(v) for v in np.asarray(board).ravel())
+
+
+def cold_start_texts(env: Env, states: State, actions: jax.Array | None = None,
+                     restate: bool = False) -> list[str]:
     """The G1 cold start's targets: ground-truth perception, a one-line rationale and the
-    expert's answer (or `actions`, if given), for each board of a batch."""
+    expert's answer (or `actions`, if given), for each board of a batch. `restate`: the
+    rationale starts with `restated_board`."""
     if actions is None:
         actions = expert_actions(env, states)
     boards, actions = np.asarray(states.board), np.asarray(actions)
-    return [game_text.response_text(game_text.describe_board(env, b),
-                                    game_text.rationale(env, b, a), game_text.answer_text(env, a))
+    return [game_text.response_text(
+                game_text.describe_board(env, b),
+                (restated_board(b) + " " if restate else "") + game_text.rationale(env, b, a),
+                game_text.answer_text(env, a))
             for b, a in zip(boards, actions)]
 
 
@@ -106,11 +117,13 @@ def pad_responses(tokenizer: GameTokenizer, texts: Sequence[str],
     return ids, mask
 
 
-def response_budget(env: Env, tokenizer: GameTokenizer, samples: int = 64) -> int:
+def response_budget(env: Env, tokenizer: GameTokenizer, samples: int = 64,
+                    restate: bool = False) -> int:
     """How many tokens the policy may write: the longest cold-start target of `samples`
     boards, plus a quarter for slack, rounded up to a multiple of 8."""
     states = deal(env, jax.random.key(0), samples, 0)
-    longest = max(len(tokenizer.encode(t)) + 1 for t in cold_start_texts(env, states))
+    longest = max(len(tokenizer.encode(t)) + 1
+                  for t in cold_start_texts(env, states, restate=restate))
     return -(-int(longest * 1.25) // 8) * 8
 
 
@@ -127,14 +140,15 @@ class GameSet:
     envs: tuple[Env, ...]
     prompt_style: str = "full"  # `jaxgym.text.prompt`'s style: "full" or "brief"
     image_first: bool = False  # the image before the instructions (`prompt_parts`)
+    restate_board: bool = False  # the targets' think starts with `restated_board`
 
     @staticmethod
     def make(game: str, board_preset: str | None = None, prompt_style: str = "full",
-             image_first: bool = False) -> "GameSet":
+             image_first: bool = False, restate_board: bool = False) -> "GameSet":
         """`game` ("mix": every game) at `board_preset`."""
         names = sorted(jaxgym.list_games()) if game == "mix" else [game]
         return GameSet(tuple(jaxgym.make(name, board_preset) for name in names), prompt_style,
-                       image_first)
+                       image_first, restate_board)
 
     @property
     def single(self) -> bool:
@@ -195,14 +209,16 @@ class GameSet:
         return Rewards(*(jnp.concatenate(field) for field in zip(*out)))
 
     def cold_start_texts(self, states: tuple[State, ...]) -> list[str]:
-        return [t for env, s in zip(self.envs, states) for t in cold_start_texts(env, s)]
+        return [t for env, s in zip(self.envs, states)
+                for t in cold_start_texts(env, s, restate=self.restate_board)]
 
     def base_texts(self, key: jax.Array, batch: int) -> list[str]:
         return [t for g, (env, n) in enumerate(zip(self.envs, self.counts(batch)))
                 for t in base_texts(env, key if self.single else jax.random.fold_in(key, g), n)]
 
     def response_budget(self, tokenizer: GameTokenizer) -> int:
-        return max(response_budget(env, tokenizer) for env in self.envs)
+        return max(response_budget(env, tokenizer, restate=self.restate_board)
+                   for env in self.envs)
 
 
 def _left_padded(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

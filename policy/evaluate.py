@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{args.game!r}", file=sys.stderr)
                 return 2
             preset = run.get("board_preset") or preset
-    games = GameSet.make(args.game, preset, policy.prompt_style, policy.image_first)
+    games = GameSet.make(args.game, preset, policy.prompt_style, policy.image_first,
+                         policy.restate_board)
     try:
         games.counts(args.boards)
     except ValueError as err:

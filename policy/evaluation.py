@@ -62,6 +62,10 @@ class ModelPolicy:
     def image_first(self) -> bool:
         return self.settings.get("image_first", False)
 
+    @property
+    def restate_board(self) -> bool:
+        return self.settings.get("restate_board", False)
+
     def respond(self, games: GameSet, states, frames, key) -> tuple[jax.Array, jax.Array]:
         prompt = games.prompt(self.tokenizer, self.model_cfg, frames.shape[0])
         samples = sample.generate(self.graphdef, self.params, prompt, frames, key,
@@ -75,7 +79,7 @@ class TextPolicy:
     the expert's move) or "random" (a uniformly random move of the action space in the right
     format, with an empty perception)."""
 
-    prompt_style, image_first = "full", False
+    prompt_style, image_first, restate_board = "full", False, False
 
     def __init__(self, kind: str, tokenizer: tokenization.GameTokenizer):
         if kind not in ("expert", "random"):

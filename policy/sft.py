@@ -48,6 +48,8 @@ class SFTConfig:
     variant: str = knob("cold", "cold (G1's cold start) or base (format only, G0's start)")
     prompt_style: str = knob("full", "the game's instructions: full, or brief (first sentence)")
     image_first: bool = knob(False, "show the image before the instructions")
+    restate_board: bool = knob(False, "the think first restates the board, one token a cell "
+                                      "(episodes.restated_board)")
     steps: int = knob(500, "optimiser steps")
     batch: int = knob(32, "boards per step")
     optim: OptimConfig = knob(
@@ -149,7 +151,8 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     """Run the cold start; returns the last held-out metrics. Leaves a checkpoint in `out`.
     `stop_after`: stop (with a checkpoint) after that many steps, as if interrupted; Ctrl-C
     also saves a checkpoint before it stops the run."""
-    games = episodes.GameSet.make(cfg.game, cfg.board_preset, cfg.prompt_style, cfg.image_first)
+    games = episodes.GameSet.make(cfg.game, cfg.board_preset, cfg.prompt_style, cfg.image_first,
+                                  cfg.restate_board)
     games.counts(cfg.batch), games.counts(cfg.eval_boards)  # ValueError unless they split
     tokenizer = tokenization.default()
     model_cfg = vlm.config(cfg.model, **{"vocab_size": tokenizer.vocab_size,
@@ -160,7 +163,7 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     budget = games.response_budget(tokenizer)
     settings = dict(kind="sft", sft=dataclasses.asdict(cfg), model=dataclasses.asdict(model_cfg),
                     response_budget=budget, prompt_style=cfg.prompt_style,
-                    image_first=cfg.image_first)
+                    image_first=cfg.image_first, restate_board=cfg.restate_board)
     start = 0
     if resume and checkpoint.latest_step(out) is not None:
         saved = checkpoint.load_settings(out)

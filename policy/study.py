@@ -28,7 +28,8 @@ KEYS = ("valid_move_rate", "mean_game_reward", "perception_exact")
 
 def measure(game: str, board_preset: str, policy, boards: int, seed: int) -> dict:
     """A policy's held-out metrics, with the prompt it was trained with."""
-    games = GameSet.make(game, board_preset, policy.prompt_style, policy.image_first)
+    games = GameSet.make(game, board_preset, policy.prompt_style, policy.image_first,
+                         policy.restate_board)
     metrics, _ = evaluation.evaluate(games, policy, boards=boards, steps=1, seed=seed,
                                      progress=False)
     return {key: metrics[key] for key in KEYS}

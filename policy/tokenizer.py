@@ -51,6 +51,18 @@ EXTRA_WORDS = (
 ).split()
 
 
+RESTATED_VALUES = 128  # board values -1 .. 126 have a cell code in the vocabulary
+
+
+def cell_code(value: int) -> str:
+    """A board value as one two-letter word (one token): -1 (empty) "AA", 0 "AB", ..., 25
+    "BA". The cold start's think may restate the board in these (`episodes.restated_board`)."""
+    k = int(value) + 1
+    if not 0 <= k < 26 * 26:
+        raise ValueError(f"no cell code for board value {value}")
+    return string.ascii_uppercase[k // 26] + string.ascii_uppercase[k % 26]
+
+
 # ---- vocabulary -----------------------------------------------------------------------------
 
 
@@ -76,7 +88,8 @@ def game_corpus() -> list[str]:
     from jaxgym import images, text, tiles
 
     texts = [" ".join(name for name, _ in colours) for colours in tiles.PALETTES.values()]
-    texts += [" ".join(tiles.SHAPES), " ".join(images.CIFAR10_NAMES), text.EMPTY, string.digits]
+    texts += [" ".join(tiles.SHAPES), " ".join(images.CIFAR10_NAMES), jaxgym.EMPTY, string.digits]
+    texts += ["Board: " + " ".join(cell_code(v) for v in range(-1, RESTATED_VALUES - 1))]
     for game, presets in jaxgym.list_games().items():
         for preset in presets:
             env = jaxgym.make(game, preset)

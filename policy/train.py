@@ -314,9 +314,12 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
     init_settings = checkpoint.load_settings(init)
     prompt_style = init_settings.get("prompt_style", "full")
     image_first = init_settings.get("image_first", False)
-    games = episodes.GameSet.make(cfg.game, cfg.board_preset, prompt_style, image_first)
+    restate_board = init_settings.get("restate_board", False)
+    games = episodes.GameSet.make(cfg.game, cfg.board_preset, prompt_style, image_first,
+                                  restate_board)
     settings.update(init=init, model=dataclasses.asdict(model_cfg), response_budget=budget,
-                    prompt_style=prompt_style, image_first=image_first)
+                    prompt_style=prompt_style, image_first=image_first,
+                    restate_board=restate_board)
     trainer = Trainer(cfg, games, graphdef, tokenizer, model_cfg, budget, mesh)
     ref_params = jax.device_put(ref_params, trainer.replicated)
     params, opt_state = ref_params, jax.device_put(trainer.tx.init(ref_params), trainer.replicated)

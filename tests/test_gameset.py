@@ -69,3 +69,24 @@ def test_a_mix_draws_on_one_canvas_and_scores_by_game():
     repeated = pair.repeat(states, 3)
     assert [len(s.board) for s in repeated] == [6, 6]
     np.testing.assert_array_equal(repeated[1].board[3], states[1].board[1])
+
+
+def test_a_restated_board_is_one_token_a_cell_and_keeps_the_rewards():
+    env = jaxgym.make("swap", "easy")
+    games = episodes.GameSet((env,), "brief", restate_board=True)
+    states = games.deal(jax.random.key(1), 4)
+    board = np.asarray(states[0].board[0])
+    restated = episodes.restated_board(board)
+    ids = TOK.encode(restated)
+    assert len(ids) == 2 + board.size and TOK.decode(ids) == restated  # "Board", ":", one a cell
+    assert TOK.unk_id not in ids
+    assert restated.split()[1:3] == [tokenization.cell_code(board[0, 0]),
+                                     tokenization.cell_code(board[0, 1])]
+    texts = games.cold_start_texts(states)
+    assert "<think>" + restated + " Swap " in texts[0]
+    ids, mask = episodes.pad_responses(TOK, texts, games.response_budget(TOK))
+    rewards = games.score(TOK, states, ids, mask, jit=True)
+    assert rewards.format.tolist() == rewards.perception.tolist() == rewards.valid.tolist() == [1.0] * 4
+    assert tokenization.cell_code(-1) == "AA" and tokenization.cell_code(26) == "BB"
+    with pytest.raises(ValueError, match="no cell code"):
+        tokenization.cell_code(10_000)

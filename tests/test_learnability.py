@@ -7,6 +7,7 @@ import numpy as np
 import jaxgym
 from bench import learnability
 from jaxgym import text
+from policy import episodes
 
 
 # A small Swap (3x3, 3 tile types, 12 swaps) and a small decoder keep this to about a minute;
@@ -23,6 +24,10 @@ def test_decoder_probe_reports_a_valid_move_rate():
     assert 0.0 <= rows[0]["valid_move_rate"] <= 1.0
     assert (rows[0]["prefix"], rows[0]["between"]) == (3, 2)
     assert "| embed-0.33 (fixed) | 0 | " in learnability.table(rows, "setting")
+    spelt = learnability.run_decoder("embed-0.33 (fixed)", steps=2, eval_every=2, seed=0,
+                                     prefix=3, between=2, eval_boards=64, quiet=True,
+                                     board=SMALL_SWAP, words=True, restate=True, **SMALL_DECODER)
+    assert 0.0 <= spelt[0]["valid_move_rate"] <= 1.0
 
 
 def test_variant_targets():
@@ -30,6 +35,9 @@ def test_variant_targets():
     states = jax.vmap(env.reset)(jax.random.split(jax.random.key(1), 2))
     actions = jax.vmap(env.expert_action)(states)
     full = learnability.target_texts(env, states, actions, {"default"})
+    restated = learnability.target_texts(env, states, actions, {"restate"})
+    assert restated[0] == full[0].replace(
+        "<think>", "<think>" + episodes.restated_board(states.board[0]) + " ")
     assert full[0] == text.response_text(text.describe_board(env, states.board[0]),
                                          text.rationale(env, states.board[0], actions[0]),
                                          text.answer_text(env, actions[0]))

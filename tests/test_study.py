@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from policy import loop, study, train
+from policy import loop, study
 
 
 def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
