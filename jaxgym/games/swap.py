@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgym import chance, sprites, tiles
+from jaxgym import chance, loops, sprites, tiles
 from jaxgym.core import INVALID_ACTION, PairEnv, State, is_legal, register, require
 
 # ---- runs, gravity and refills ------------------------------------------------------------
@@ -132,18 +132,18 @@ def cascade(
     `runs` is non-empty only if the round bound stopped the cascade.
     """
 
-    def has_runs(carry):
+    def has_runs(seed, carry):
         _, runs, _, rounds = carry
         return jnp.any(runs) & (rounds < max_rounds)
 
-    def clear_round(carry):
+    def clear_round(seed, carry):
         board, runs, score, rounds = carry
         cleared = jnp.sum(runs, dtype=jnp.int32)
         board = drop_and_refill(board, runs, chance.cell_ints(seed, 2 * rounds, board.shape, n_types))
         return board, find_runs(board), score + cleared * (cleared - 1), rounds + 1
 
     zero = jnp.zeros((), jnp.int32)
-    return jax.lax.while_loop(has_runs, clear_round, (board, find_runs(board), zero, zero))
+    return loops.while_loop(has_runs, clear_round, (board, find_runs(board), zero, zero), seed)
 
 
 def settle(
@@ -156,11 +156,12 @@ def settle(
     board: int32[rows, cols]; runs: bool[rows, cols] -> (board, mask bool[num_actions], ok bool[]).
     """
 
-    def unsettled(carry):
+    def unsettled(_, carry):
         _, runs, mask, tries = carry
         return (jnp.any(runs) | ~jnp.any(mask)) & (tries < max_tries)
 
-    def one_round(carry):
+    def one_round(operands, carry):
+        seed, first_round = operands
         board, runs, _, tries = carry
         draw = first_round + tries
         redrawn = jnp.where(runs, chance.cell_ints(seed, 2 * draw, board.shape, n_types), board)
@@ -168,7 +169,7 @@ def settle(
         return board, find_runs(board), legal_mask(board), tries + 1
 
     init = (board, runs, legal_mask(board), jnp.zeros((), jnp.int32))
-    board, runs, mask, _ = jax.lax.while_loop(unsettled, one_round, init)
+    board, runs, mask, _ = loops.while_loop(unsettled, one_round, init, (seed, first_round))
     return board, mask, ~jnp.any(runs) & jnp.any(mask)
 
 

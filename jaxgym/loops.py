@@ -1,0 +1,86 @@
+"""A per-board `while_loop` whose rounds, under `vmap`, cost what the boards still running need.
+
+`jax.lax.while_loop` under `vmap` runs every board for as many rounds as the slowest one needs,
+computing the body for all of them and keeping the results of those still running. Swap's
+cascades and re-deals are like that: at batch 4096 nine boards in ten settle in one round, and
+a few take seven. `while_loop` here has the same meaning for one board, and its batching rule
+packs the boards still running into the smallest of a few fixed buffer sizes (1/64, 1/8 of the
+batch, or all of it) before each round, so a round with few boards left costs little. Boards
+come out exactly as from `lax.while_loop`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
+
+BUFFER_SHARES = (64, 8)  # a round runs on batch // 64, batch // 8 or all boards
+
+
+def while_loop(cond: Callable[[Any, Any], jax.Array], body: Callable[[Any, Any], Any],
+               carry: Any, operands: Any = ()) -> Any:
+    """`lax.while_loop` of `cond(operands, carry)` and `body(operands, carry)` for one board.
+
+    `operands` holds the arrays the loop reads but does not change (a board's seed); pass them
+    here rather than closing over them, so the batching rule can pack them with the carry.
+    """
+
+    @custom_vmap
+    def loop(operands, carry):
+        return jax.lax.while_loop(lambda c: cond(operands, c), lambda c: body(operands, c), carry)
+
+    @loop.def_vmap
+    def packed(axis_size, in_batched, operands, carry):
+        operands, carry = (
+            jax.tree.map(lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)),
+                         tree, batched)
+            for tree, batched in zip((operands, carry), in_batched))
+        carry = _packed_while(jax.vmap(cond), jax.vmap(body), operands, carry, axis_size)
+        return carry, jax.tree.map(lambda _: True, carry)
+
+    return loop(operands, carry)
+
+
+def _buffer_sizes(batch: int) -> list[int]:
+    return sorted({batch // share for share in BUFFER_SHARES if 0 < batch // share < batch} | {batch})
+
+
+def _packed_while(cond, body, operands, carry, batch: int):
+    """The batched loop: while any board runs, a round of `body` on the running boards,
+    gathered into the smallest buffer that holds them and scattered back."""
+    sizes = _buffer_sizes(batch)
+
+    def on_all(carry, running):
+        moved = body(operands, carry)
+        carry = jax.tree.map(lambda new, old: jnp.where(_rows(running, new), new, old), moved, carry)
+        return carry, running & cond(operands, carry)
+
+    def on_buffer(size):
+        def round_(carry, running):
+            index = jnp.nonzero(running, size=size, fill_value=0)[0]
+            used = jnp.arange(size) < jnp.sum(running)
+            target = jnp.where(used, index, batch)  # out of range: dropped by the scatter
+            moved = body(*jax.tree.map(lambda x: x[index], (operands, carry)))
+            carry = jax.tree.map(lambda x, new: x.at[target].set(new, mode="drop"), carry, moved)
+            still = cond(jax.tree.map(lambda x: x[index], operands), moved) & used
+            return carry, jnp.zeros(batch, bool).at[target].set(still, mode="drop")
+        return round_
+
+    rounds = [on_buffer(size) if size < batch else on_all for size in sizes]
+
+    def one_round(state):
+        carry, running = state
+        tier = jnp.searchsorted(jnp.asarray(sizes), jnp.sum(running))  # smallest size >= running
+        return jax.lax.switch(tier, rounds, carry, running)
+
+    running = cond(operands, carry)
+    carry, _ = jax.lax.while_loop(lambda state: jnp.any(state[1]), one_round, (carry, running))
+    return carry
+
+
+def _rows(flag: jax.Array, like: jax.Array) -> jax.Array:
+    """bool[batch] reshaped to broadcast against `like`'s leading batch axis."""
+    return flag.reshape(flag.shape + (1,) * (like.ndim - 1))
