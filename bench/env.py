@@ -6,6 +6,9 @@ of them (equal shares, one jit), measures after compilation, on whatever device 
           `--steps` moves fused into one jitted `lax.scan`;
   render  frames/s of one jitted call that steps the batch and returns its frames
           (uint8[batch, H, W, 3], materialised), called once per move from Python;
+  ceiling frames/s of a jitted, donated elementwise pass (`frames + 1`) over frames of the
+          same shape and batch: what reading and writing every byte once costs on this
+          machine. `render / ceiling` is the renderer's efficiency;
 and, side by side in the same run: for Swap, the NumPy reference (`bench.numpy_swap`) stepped
 and drawn one board at a time in a host loop, the way a gym environment batched by
 SyncVectorEnv runs; for 2048, pgx's and jumanji's 2048 timed the same way as `rules` (state
@@ -21,6 +24,7 @@ import platform
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -64,13 +68,28 @@ def bench_render(mix: MultiGame, steps: int, seed: int) -> dict:
 
     states = jax.jit(mix.reset)(jax.random.key(seed))
     keys = jax.random.split(jax.random.key(seed + 1), steps + 1)
+    start = time.perf_counter()
     states, frames = jax.block_until_ready(step_and_draw(states, keys[0]))
+    compile_s = time.perf_counter() - start
     start = time.perf_counter()
     for key in keys[1:]:
         states, frames = step_and_draw(states, key)
     jax.block_until_ready(frames)
     seconds = time.perf_counter() - start
-    return {"frames_per_s": mix.batch_size * steps / seconds, "frame_shape": list(frames.shape[1:])}
+    return {"frames_per_s": mix.batch_size * steps / seconds, "frame_shape": list(frames.shape[1:]),
+            "compile_s": compile_s}
+
+
+def bench_ceiling(shape: tuple[int, ...], steps: int) -> dict:
+    """Frames/s of a donated `frames + 1` over uint8 frames of `shape` (batch first): every
+    byte read and written once, the memory-speed bound a renderer is measured against."""
+    bump = jax.jit(lambda frames: frames + 1, donate_argnums=0)
+    frames = jax.block_until_ready(bump(jnp.zeros(shape, jnp.uint8)))
+    start = time.perf_counter()
+    for _ in range(steps):
+        frames = bump(frames)
+    jax.block_until_ready(frames)
+    return {"frames_per_s": shape[0] * steps / (time.perf_counter() - start)}
 
 
 def _draw_numpy_board(board: np.ndarray, env) -> np.ndarray:
@@ -120,7 +139,12 @@ def bench_game(game: str, args) -> dict:
           f"   (compile {result['rules']['compile_s']:.1f} s)")
     result["render"] = bench_render(mix, args.steps, args.seed)
     h, w, _ = result["render"]["frame_shape"]
-    print(f"  step + render {h}x{w}:       {result['render']['frames_per_s']:>12,.0f} frames/s")
+    result["ceiling"] = bench_ceiling((args.batch, h, w, 3), args.steps)
+    result["render_efficiency"] = result["render"]["frames_per_s"] / result["ceiling"]["frames_per_s"]
+    print(f"  step + render {h}x{w}:       {result['render']['frames_per_s']:>12,.0f} frames/s"
+          f"   (compile {result['render']['compile_s']:.1f} s)")
+    print(f"  ceiling, donated frames + 1: {result['ceiling']['frames_per_s']:>12,.0f} frames/s"
+          f"   (render efficiency {result['render_efficiency']:.3f})")
     if game == "swap" and args.reference_boards > 0:
         result["numpy_reference"] = bench_numpy_reference(mix.envs[0], args.reference_boards, 2, args.seed)
         print(f"  NumPy + PIL, one board at a time: {result['numpy_reference']['frames_per_s']:>8,.0f} frames/s")
