@@ -99,9 +99,11 @@ def random_valid_actions(key: jax.Array, legal_mask: jax.Array) -> jax.Array:
 
 
 def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int = 32,
-                eval_boards: int = 256, lr: float = 1e-3, quiet: bool = False) -> list[dict]:
+                eval_boards: int = 256, lr: float = 1e-3, quiet: bool = False,
+                decision_weight: float | None = None) -> list[dict]:
     """Train one variant from scratch; its held-out metrics at every evaluation. A variant
-    may combine changes with "+" ("valid-target+answer-weight")."""
+    may combine changes with "+" ("valid-target+answer-weight"). `decision_weight`: the
+    weight of the think and answer tokens (default 5 with "answer-weight", else 1)."""
     changes = set(variant.split("+"))
     env = jaxgym.make("swap", preset="easy")
     games = episodes.GameSet((env,), "full" if "full-prompt" in changes else "brief",
@@ -118,7 +120,7 @@ def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int
     graphdef, params = nnx.split(model)
     run_cfg = build(sft.SFTConfig, steps=steps, lr=lr, warmup_steps=steps // 20,
                     adam_b2=0.95 if "adam-0.95" in changes else 0.999,
-                    decision_weight=5.0 if "answer-weight" in changes else 1.0)
+                    decision_weight=decision_weight or (5.0 if "answer-weight" in changes else 1.0))
     tx = sft.optimizer(run_cfg)
     train_step = sft.make_train_step(graphdef, tx)
     opt_state = tx.init(params)
@@ -317,6 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--decision-weight", type=float, default=None,
+                        help="weight of the think and answer tokens in the loss, against 1 for "
+                             "the perception text (default 1; 5 with answer-weight)")
     parser.add_argument("--json", help="write every evaluation here (JSON lines)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -338,7 +343,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
         for name in names:
             for seed in seeds:
-                rows += run_variant(name, args.steps, args.eval_every, seed, lr=args.lr)
+                rows += run_variant(name, args.steps, args.eval_every, seed, lr=args.lr,
+                                    decision_weight=args.decision_weight)
     if args.json:
         with open(args.json, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)

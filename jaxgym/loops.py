@@ -60,7 +60,7 @@ def _packed_while(cond, body, operands, carry, batch: int):
 
     def on_buffer(size):
         def round_(carry, running):
-            index = jnp.nonzero(running, size=size, fill_value=0)[0]
+            index = _first_indices(running, size)
             used = jnp.arange(size) < jnp.sum(running)
             target = jnp.where(used, index, batch)  # out of range: dropped by the scatter
             moved = body(*jax.tree.map(lambda x: x[index], (operands, carry)))
@@ -79,6 +79,15 @@ def _packed_while(cond, body, operands, carry, batch: int):
     running = cond(operands, carry)
     carry, _ = jax.lax.while_loop(lambda state: jnp.any(state[1]), one_round, (carry, running))
     return carry
+
+
+def _first_indices(flag: jax.Array, size: int) -> jax.Array:
+    """int32[size]: the indices of the first `size` True entries of bool[batch], then zeros
+    (`jnp.nonzero(flag, size=size, fill_value=0)`, whose cumsum costs 8x more on the CPU)."""
+    slot = jax.lax.associative_scan(jnp.add, flag.astype(jnp.int32)) - 1
+    target = jnp.where(flag, slot, size)  # out of range: dropped
+    every = jnp.arange(flag.shape[0], dtype=jnp.int32)
+    return jnp.zeros(size, jnp.int32).at[target].set(every, mode="drop")
 
 
 def _rows(flag: jax.Array, like: jax.Array) -> jax.Array:
