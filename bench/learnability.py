@@ -26,6 +26,11 @@ today's model, brief prompt and targets; "a+b" combines changes):
     no-recency     without the decoder's ALiBi-style recency bias (`ModelConfig.recency_bias`)
     restate        the think starts by restating the board, one token a cell
                    (`episodes.restated_board`: "Board: AC AB AB AD ...")
+    move-loss      only the move's four coordinate digits in the think (its first four digit
+                   tokens) carry weight 1 in the loss; every other response token weighs
+                   `--other-weight` (default 0). With it the evaluation is the decoder probe's:
+                   the ground-truth response up to each digit, the model's own earlier digits,
+                   and the most likely digit (perception is then not scored)
 
 `--decoder` runs the probe without the VLM: the decoder alone reads the 16 cells as tokens and
 writes r1 c1 r2 c2 (the symbolic version of the task), at the embedding and position scales
@@ -36,6 +41,7 @@ puts N constant tokens (as a prompt would) before the cells, `--decoder-between 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -53,7 +59,7 @@ from policy.config import build
 
 VARIANTS = ("default", "image-first", "full-prompt", "adam-0.95", "old-init", "no-positions",
             "cells", "answer-only", "valid-target", "coordinates-first", "answer-weight",
-            "no-recency", "restate")
+            "no-recency", "restate", "move-loss")
 
 OLD_INIT = dict(embed_std=None, position_std=0.02, tie_embeddings=True, recency_bias=False)
 
@@ -100,7 +106,7 @@ def random_valid_actions(key: jax.Array, legal_mask: jax.Array) -> jax.Array:
 
 def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int = 32,
                 eval_boards: int = 256, lr: float = 1e-3, quiet: bool = False,
-                decision_weight: float | None = None) -> list[dict]:
+                decision_weight: float | None = None, other_weight: float = 0.0) -> list[dict]:
     """Train one variant from scratch; its held-out metrics at every evaluation. A variant
     may combine changes with "+" ("valid-target+answer-weight"). `decision_weight`: the
     weight of the think and answer tokens (default 5 with "answer-weight", else 1)."""
@@ -142,9 +148,21 @@ def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int
         response, mask = episodes.pad_responses(
             tokenizer, target_texts(env, states[0], actions, changes), budget)
         weights = sft.decision_weights(tokenizer, response, mask, run_cfg.decision_weight)
+        if "move-loss" in changes:
+            weights = move_weights(tokenizer, response, mask, other_weight)
         params, opt_state, loss = train_step(params, opt_state, prompt, inputs(states),
                                              response, weights)
-        if step % eval_every == 0 or step == steps:
+        if "move-loss" in changes and (step % eval_every == 0 or step == steps):
+            texts = target_texts(env, held_out[0], episodes.expert_actions(env, held_out[0]),
+                                 changes)
+            valid, distinct = forced_move_valid(graphdef, params, tokenizer, env, eval_prompt,
+                                                inputs(held_out), held_out[0], texts, budget)
+            history.append(dict(variant=variant, seed=seed, step=step, loss=round(float(loss), 4),
+                                valid_move_rate=round(valid, 3), distinct_answers=distinct,
+                                seconds=round(time.time() - started, 1)))
+            if not quiet:
+                tqdm.write(json.dumps(history[-1]))
+        elif step % eval_every == 0 or step == steps:
             samples = sample.generate(graphdef, params, eval_prompt, inputs(held_out),
                                       jax.random.key(0), 0.0, max_new_tokens=budget,
                                       eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
@@ -164,6 +182,65 @@ def run_variant(variant: str, steps: int, eval_every: int, seed: int, batch: int
     if not quiet:
         tqdm.write(f"{variant}: held-out loss of each think token: {history[-1]['think_token_loss']}")
     return history
+
+
+def digit_ids(tokenizer) -> dict[int, int]:
+    """token id -> the digit it spells ("2" and " 2" alike)."""
+    return {tokenizer.encode(text)[-1]: d for d in range(10) for text in (str(d), f" {d}")}
+
+
+def move_positions(tokenizer, response: np.ndarray) -> np.ndarray:
+    """int[B, 4]: where the move's r1 c1 r2 c2 are in each response, its first four digit
+    tokens after <think>."""
+    digits = np.isin(response, list(digit_ids(tokenizer)))
+    after_think = np.cumsum(response == tokenizer.tag_ids["<think>"], axis=1) > 0
+    return np.stack([np.flatnonzero(row)[:4] for row in digits & after_think])
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def logprobs_at(graphdef, params, prompt, frames, response, position) -> jax.Array:
+    """float32[B, vocab]: the model's log-probs for response token `position` (int32[B]),
+    given the prompt and the response before it."""
+    model = nnx.merge(graphdef, params)
+    prefix = model.encode_prefix(prompt.prefix, prompt.prefix_valid)
+    tokens = jnp.concatenate([prompt.tokens, response], axis=1)
+    valid = jnp.concatenate([prompt.valid, jnp.ones(response.shape, bool)], axis=1)
+    logits = model(tokens, frames, valid, prefix, prompt.group)[:, prompt.tokens.shape[1] - 1:-1]
+    picked = jnp.take_along_axis(logits, position[:, None, None], axis=1)[:, 0]
+    return jax.nn.log_softmax(picked)
+
+
+def move_weights(tokenizer, response, mask, other_weight: float) -> np.ndarray:
+    """float32[B, N]: 1 on the move's four digits, `other_weight` on every other token."""
+    weights = other_weight * mask.astype(np.float32)
+    np.put_along_axis(weights, move_positions(tokenizer, response), 1.0, axis=1)
+    return weights
+
+
+def forced_move_valid(graphdef, params, tokenizer, env, prompt, inputs, states, texts,
+                      budget) -> tuple[float, int]:
+    """(valid-move rate, distinct moves): each digit of the move is the model's most likely
+    one given the ground-truth response before the move and its own earlier digits."""
+    response, _ = episodes.pad_responses(tokenizer, texts, budget)
+    positions = move_positions(tokenizer, response)
+    ids = digit_ids(tokenizer)
+    rows = np.arange(response.shape[0])
+    chosen = []
+    for k in range(4):
+        logprobs = np.asarray(logprobs_at(graphdef, params, prompt, inputs,
+                                          jnp.asarray(response), jnp.asarray(positions[:, k])))
+        gold = response[rows, positions[:, k]]
+        same_form = [[i for i, d in ids.items() if tokenizer.decode([i]).startswith(" ")
+                      == tokenizer.decode([g]).startswith(" ")] for g in gold]
+        best = np.asarray([cands[int(np.argmax(logprobs[b, cands]))]
+                           for b, cands in enumerate(same_form)])
+        response[rows, positions[:, k]] = best
+        chosen.append([ids[i] for i in best])
+    r1, c1, r2, c2 = (jnp.asarray(x) for x in chosen)
+    actions = np.asarray(jax.vmap(env.encode_action)(r1, c1, r2, c2))
+    legal = np.asarray(states.legal_action_mask)
+    valid = (actions >= 0) & legal[rows, np.clip(actions, 0, None)]
+    return float(valid.mean()), len(set(zip(*(np.asarray(x).tolist() for x in chosen))))
 
 
 def think_token_loss(graphdef, params, tokenizer, prompt, inputs, texts, budget) -> list:
@@ -322,6 +399,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decision-weight", type=float, default=None,
                         help="weight of the think and answer tokens in the loss, against 1 for "
                              "the perception text (default 1; 5 with answer-weight)")
+    parser.add_argument("--other-weight", type=float, default=0.0,
+                        help="with move-loss: the weight of every response token but the move's "
+                             "four digits")
     parser.add_argument("--json", help="write every evaluation here (JSON lines)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -344,7 +424,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             for seed in seeds:
                 rows += run_variant(name, args.steps, args.eval_every, seed, lr=args.lr,
-                                    decision_weight=args.decision_weight)
+                                    decision_weight=args.decision_weight,
+                                    other_weight=args.other_weight)
     if args.json:
         with open(args.json, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)

@@ -69,3 +69,19 @@ def test_the_shipped_decoder_learns_the_move_on_every_seed():
                                       **SMALL_DECODER)[-1]["valid_move_rate"]
              for seed in range(4)]
     assert min(rates) >= baseline + 0.25, (rates, baseline)
+
+
+def test_move_loss_weighs_the_moves_four_digits():
+    env = jaxgym.make("swap", preset="easy")
+    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(2), 3))
+    actions = np.asarray(jax.vmap(env.expert_action)(states))
+    texts = learnability.target_texts(env, states, actions, {"restate", "coordinates-first"})
+    tokenizer = learnability.tokenization.default()
+    response, mask = episodes.pad_responses(tokenizer, texts, 160)
+    positions = learnability.move_positions(tokenizer, response)
+    ids = learnability.digit_ids(tokenizer)
+    for b, action in enumerate(actions):
+        digits = [ids[int(response[b, p])] for p in positions[b]]
+        assert digits == [int(x) for x in env.decode_action(int(action))]
+    weights = learnability.move_weights(tokenizer, response, mask, 0.05)
+    np.testing.assert_allclose(weights.sum(1), 4 + 0.05 * (mask.sum(1) - 4), rtol=1e-6)
