@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
 BUFFER_SHARES = (64, 8)  # a round runs on batch // 64, batch // 8 or all boards
+MIN_BUFFER = 16  # smaller buffers save little and cost compile time (small test batches)
 
 
 def while_loop(cond: Callable[[Any, Any], jax.Array], body: Callable[[Any, Any], Any],
@@ -45,7 +46,8 @@ def while_loop(cond: Callable[[Any, Any], jax.Array], body: Callable[[Any, Any],
 
 
 def _buffer_sizes(batch: int) -> list[int]:
-    return sorted({batch // share for share in BUFFER_SHARES if 0 < batch // share < batch} | {batch})
+    return sorted({batch // share for share in BUFFER_SHARES if batch // share >= MIN_BUFFER}
+                  | {batch})
 
 
 def _packed_while(cond, body, operands, carry, batch: int):
