@@ -1,4 +1,6 @@
-"""A per-board `while_loop` whose rounds, under `vmap`, cost what the boards still running need.
+"""Per-board control flow whose cost, under `vmap`, follows the boards that need it.
+
+`while_loop`: a loop whose rounds cost what the boards still running need.
 
 `jax.lax.while_loop` under `vmap` runs every board for as many rounds as the slowest one needs,
 computing the body for all of them and keeping the results of those still running. Swap's
@@ -7,6 +9,9 @@ a few take seven. `while_loop` here has the same meaning for one board, and its 
 packs the boards still running into the smallest of a few fixed buffer sizes (1/64, 1/8 of the
 batch, or all of it) before each round, so a round with few boards left costs little. Boards
 come out exactly as from `lax.while_loop`.
+
+`select_rarely`: a slow exact path that few boards need (a hand-made Shisen-Sho board with
+more tiles of a type than the deal gives), computed only when some board of the batch needs it.
 """
 
 from __future__ import annotations
@@ -43,6 +48,33 @@ def while_loop(cond: Callable[[Any, Any], jax.Array], body: Callable[[Any, Any],
         return carry, jax.tree.map(lambda _: True, carry)
 
     return loop(operands, carry)
+
+
+def select_rarely(flag: jax.Array, rare: Callable[[Any], Any], operands: Any,
+                  common: Any) -> Any:
+    """`rare(operands)` if `flag` else `common`, for one board. Under vmap `rare` runs (on the
+    whole batch) only when some board's `flag` is set, instead of always as with `jnp.where`."""
+
+    @custom_vmap
+    def choose(flag, operands, common):
+        return jax.lax.cond(flag, lambda: rare(operands), lambda: common)
+
+    @choose.def_vmap
+    def batched(axis_size, in_batched, flag, operands, common):
+        flag, operands, common = (
+            jax.tree.map(lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)),
+                         tree, batched)
+            for tree, batched in zip((flag, operands, common), in_batched))
+
+        def some():
+            exact = jax.vmap(rare)(operands)
+            return jax.tree.map(lambda new, old: jnp.where(_rows(flag, new), new, old),
+                                exact, common)
+
+        chosen = jax.lax.cond(jnp.any(flag), some, lambda: common)
+        return chosen, jax.tree.map(lambda _: True, chosen)
+
+    return choose(flag, operands, common)
 
 
 def _buffer_sizes(batch: int) -> list[int]:

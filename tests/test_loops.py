@@ -54,3 +54,13 @@ def test_nested_vmap():
     got = run(values)[1]
     want = reference(values.ravel(), jnp.full(60, 1000, jnp.int32))[1].reshape(6, 10)
     np.testing.assert_array_equal(got, want)
+
+
+def test_select_rarely_picks_per_board():
+    rare = lambda x: x * 100
+    values = jnp.arange(8, dtype=jnp.int32)
+    for flags in (jnp.zeros(8, bool), jnp.arange(8) % 3 == 0):
+        got = jax.jit(jax.vmap(lambda f, v: loops.select_rarely(f, rare, v, v + 1)))(flags, values)
+        np.testing.assert_array_equal(got, np.where(flags, values * 100, values + 1))
+    assert int(loops.select_rarely(jnp.bool_(True), rare, jnp.int32(3), jnp.int32(0))) == 300
+    assert int(loops.select_rarely(jnp.bool_(False), rare, jnp.int32(3), jnp.int32(0))) == 0

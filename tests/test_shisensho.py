@@ -64,6 +64,25 @@ def test_connection_test_agrees_with_breadth_first_search(rows, cols, density, s
     np.testing.assert_array_equal(got, np.array(want))
 
 
+@pytest.mark.parametrize("shape, copies", [((12, 12), 4), ((4, 4), 2), ((5, 6), 6), ((1, 8), 4)])
+def test_same_type_pairs_mask_equals_the_all_pairs_test(shape, copies):
+    """Boards with up to `copies` tiles a type (and holes), and crowded ones (walls)."""
+    rows, cols = shape
+    n = rows * cols
+    rng = np.random.default_rng(n)
+    deck = np.repeat(np.arange(n // copies + 1), copies)[:n]
+    boards = np.stack([rng.permutation(deck) for _ in range(48)]).reshape(48, rows, cols)
+    boards = np.where(rng.random(boards.shape) < 0.4, -1, boards)
+    boards[:4] = np.where(rng.random((4, rows, cols)) < 0.5, 0, boards[:4])  # type 0 crowds
+    boards = jnp.asarray(boards, jnp.int32)
+    got = jax.jit(jax.vmap(lambda b: shisensho.legal_mask(b, copies)))(boards)
+    want = jax.jit(jax.vmap(shisensho.all_pairs_mask))(boards)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(shisensho.legal_mask(boards[0], copies), want[0])
+    np.testing.assert_array_equal(
+        jax.jit(jax.vmap(lambda b: shisensho.legal_mask(b, copies)))(boards[4:]), want[4:])
+
+
 # ---- known positions --------------------------------------------------------------------------
 
 ENV = jaxgym.make("shisensho", rows=6, cols=6, colours=3, shapes=3, tile_px=12)
@@ -236,7 +255,7 @@ def clearable(types: np.ndarray) -> bool:
             return False
         seen.add(cells.tobytes())
         first, second = shisensho.pair_cells(cells.size)
-        for k in np.flatnonzero(np.asarray(shisensho.legal_mask(jnp.asarray(cells)))):
+        for k in np.flatnonzero(np.asarray(shisensho.legal_mask(jnp.asarray(cells), 4))):
             nxt = cells.copy()
             nxt.flat[first[k]] = nxt.flat[second[k]] = -1
             if search(nxt):

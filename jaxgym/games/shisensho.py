@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgym import images, sprites, tiles
+from jaxgym import images, loops, sprites, tiles
 from jaxgym.core import (EMPTY, INVALID_ACTION, PairEnv, State, is_legal, random_legal_action,
                          register, require)
 
@@ -40,41 +40,68 @@ MAX_CELLS = 256  # 16 x 16: the pair mask then has 32,640 entries
 # ---- the connection test --------------------------------------------------------------------
 
 
-def _prefix_counts(padded: jax.Array, axis: int) -> jax.Array:
-    """Filled cells before each index along `axis`, with a leading zero: int32[R+1, C] for axis 0."""
-    counts = jnp.cumsum(padded, axis=axis, dtype=jnp.int32)
-    zero = jnp.zeros_like(jnp.take(counts, jnp.array([0]), axis=axis))
-    return jnp.concatenate([zero, counts], axis=axis)
+def _packed(filled: jax.Array) -> jax.Array:
+    """uint32[lines]: bit t of line x set where filled[t, x]. filled: bool[size <= 32, lines]."""
+    weights = jnp.left_shift(jnp.uint32(1), jnp.arange(filled.shape[0], dtype=jnp.uint32))
+    return jnp.sum(jnp.where(filled, weights[:, None], jnp.uint32(0)), axis=0, dtype=jnp.uint32)
 
 
-def _reach(before: jax.Array, start: jax.Array, line: jax.Array, size: int) -> jax.Array:
-    """bool[n, size]: from padded position `start` along its `line` (a column of `before`), the
-    cells after the start (exclusive) up to each target (inclusive) are all empty.
+def _low_bits(size: int) -> np.uint32:
+    return np.uint32((1 << size) - 1)
 
-    before: int32[size + 1, lines] prefix counts; start, line: int32[n] -> bool[n, size]
+
+def _count_trailing_zeros(x: jax.Array) -> jax.Array:
+    """uint32: trailing zero bits of a non-zero uint32."""
+    return jnp.uint32(31) - jax.lax.clz(x & (~x + jnp.uint32(1)))
+
+
+def _run_through(empty: jax.Array, start: jax.Array) -> jax.Array:
+    """uint32: the run of set bits of `empty` that holds bit `start` (taken as set), as a
+    bitset: the positions along a line that a straight segment from `start` reaches.
+
+    empty=0b1101101, start=3 -> 0b0001100 (bit 3 itself, bit 2; bit 1 is filled)
     """
-    target = jnp.arange(size)[None, :]
-    start = start[:, None]
-    lo = jnp.where(target > start, start + 1, target)
-    hi = jnp.where(target > start, target, start - 1)
-    line = line[:, None]
-    return before[hi + 1, line] - before[lo, line] == 0
+    one = jnp.uint32(1)
+    line = empty | (one << start)
+    up = ((one << _count_trailing_zeros(~(line >> start))) - one) << start
+    to_start = (one << (start + one)) - one
+    holes = ~line & to_start
+    last_hole = jnp.uint32(31) - jax.lax.clz(holes)
+    down = jnp.where(holes != 0, to_start & ~((one << (last_hole + one)) - one), to_start)
+    return up | down
 
 
-def _gaps(before: jax.Array, n: int) -> jax.Array:
-    """bool[lines, n, n]: along each padded line, the cells strictly between board positions
-    p and q (padded p + 1, q + 1) are all empty. before: int32[lines, size + 1] prefix counts."""
-    p = jnp.arange(n)[:, None] + 1
-    q = jnp.arange(n)[None, :] + 1
-    lo, hi = jnp.minimum(p, q), jnp.maximum(p, q)
-    # cells lo+1 .. hi-1; an empty range (hi <= lo + 1) counts <= 0
-    return before[:, hi] - before[:, jnp.minimum(lo + 1, hi)] <= 0
+def _gaps(line_bits: jax.Array, n: int) -> jax.Array:
+    """uint32[n, n]: bit t set where no line x strictly between p and q has bit t
+    (line_bits: uint32[n], one bitset per board line)."""
+    x = jnp.arange(n)
+    p, q = x[:, None, None], x[None, :, None]
+    inside = (jnp.minimum(p, q) < x) & (x < jnp.maximum(p, q))
+    between = jax.lax.reduce(jnp.where(inside, line_bits, jnp.uint32(0)), jnp.uint32(0),
+                             jax.lax.bitwise_or, (2,))
+    return ~between
 
 
-def _bits(reach: jax.Array) -> jax.Array:
-    """uint32[...]: bit t set where reach[..., t] (at most 32 targets)."""
-    weights = jnp.left_shift(jnp.uint32(1), jnp.arange(reach.shape[-1], dtype=jnp.uint32))
-    return jnp.sum(jnp.where(reach, weights, jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
+def line_bitsets(filled: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """The bitsets the connection test ANDs, over the board padded with its empty ring
+    (bits number padded rows, or padded columns), for filled: bool[rows, cols]:
+
+    down:    uint32[n]: padded rows a straight vertical segment from each cell reaches;
+    across:  uint32[n]: padded columns a horizontal segment from each cell reaches;
+    row_gap: uint32[cols, cols]: padded rows along which the cells strictly between
+             columns p and q are empty;
+    col_gap: uint32[rows, rows]: the same for columns between rows p and q.
+    A few shifts and bit counts per cell, no gathers.
+    """
+    rows, cols = filled.shape
+    padded = jnp.pad(filled, 1)
+    col_bits, row_bits = _packed(padded)[1:-1], _packed(padded.T)[1:-1]  # [cols], [rows]
+    r, c = jnp.indices((rows, cols), dtype=jnp.uint32)
+    down = _run_through(~col_bits[None, :] & _low_bits(rows + 2), r + 1).ravel()
+    across = _run_through(~row_bits[:, None] & _low_bits(cols + 2), c + 1).ravel()
+    row_gap = _gaps(col_bits, cols) & _low_bits(rows + 2)
+    col_gap = _gaps(row_bits, rows) & _low_bits(cols + 2)
+    return down, across, row_gap, col_gap
 
 
 @functools.lru_cache(maxsize=None)
@@ -85,10 +112,10 @@ def pair_cells(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def upper_pairs(matrix: jax.Array) -> jax.Array:
-    """[n(n-1)/2]: the entries (i, j), i < j, of an [n, n] matrix in action order. Static row
-    slices joined together, which is much cheaper than a gather under vmap."""
+    """[n(n-1)/2]: the entries (i, j), i < j, of an [n, n] matrix in action order."""
     n = matrix.shape[0]
-    return jnp.concatenate([matrix[i, i + 1 :] for i in range(n - 1)])
+    first, second = pair_cells(n)
+    return matrix.ravel()[first * n + second]
 
 
 def connections(filled: jax.Array) -> jax.Array:
@@ -96,19 +123,12 @@ def connections(filled: jax.Array) -> jax.Array:
     segments joins the two different cells, through empty cells and the ring outside the
     board. The contents of the two end cells themselves do not matter.
 
-    filled: bool[rows, cols]. Each cell's clear reach along its column (and row) is a bitset
-    over the padded rows (columns), so "some row t works for both ends and row t is clear
-    between their columns" is one AND of three bitsets per pair, all by broadcasting.
+    filled: bool[rows, cols]. "Some row t works for both ends and row t is clear between
+    their columns" is one AND of three bitsets per pair (`line_bitsets`), all by broadcasting.
     """
     rows, cols = filled.shape
     n = rows * cols
-    padded = jnp.pad(filled, 1)
-    r, c = (x.ravel() for x in jnp.indices((rows, cols)))
-    down = _bits(_reach(_prefix_counts(padded, 0), r + 1, c + 1, rows + 2))  # uint32[n]
-    across = _bits(_reach(_prefix_counts(padded.T, 0), c + 1, r + 1, cols + 2))  # uint32[n]
-    row_gap = _bits(_gaps(_prefix_counts(padded, 1), cols).transpose(1, 2, 0))  # uint32[cols, cols]
-    col_gap = _bits(_gaps(_prefix_counts(padded.T, 1), rows).transpose(1, 2, 0))  # uint32[rows, rows]
-
+    down, across, row_gap, col_gap = line_bitsets(filled)
     # [n, n] as [rows_a, cols_a, rows_b, cols_b]
     row_gap = jnp.broadcast_to(row_gap[None, :, None, :], (rows, cols, rows, cols)).reshape(n, n)
     col_gap = jnp.broadcast_to(col_gap[:, None, :, None], (rows, cols, rows, cols)).reshape(n, n)
@@ -124,14 +144,44 @@ def connected_pairs(filled: jax.Array) -> jax.Array:
     return upper_pairs(connections(filled))
 
 
-def legal_mask(types: jax.Array) -> jax.Array:
+def legal_mask(types: jax.Array, copies: int) -> jax.Array:
     """bool[num_actions]: pairs of different cells holding the same type, joined by a path.
-    types: int32[rows, cols], -1 empty."""
+    types: int32[rows, cols], -1 empty.
+
+    Only same-type pairs can be legal, so only they are tested: the cells sorted by type put
+    each type's tiles side by side, and while no type is on more than `copies` cells every
+    pair of them is k and k + d in that order for some d < copies (copies * n pairs tested,
+    not n(n - 1) / 2). A hand-made board with more (walls of one type) takes `all_pairs_mask`.
+    """
+    rows, cols = types.shape
+    n = rows * cols
+    down, across, row_gap, col_gap = line_bitsets(types >= 0)
+    order = jnp.sort(types.ravel() * n + jnp.arange(n))  # by type, then cell
+    cell, kind = order % n, jnp.where(order >= 0, order // n, -1)
+    row, col = cell // cols, cell % cols
+    down, across = down[cell], across[cell]
+    actions = []
+    for d in range(1, min(copies, n)):
+        a, b = slice(None, -d), slice(d, None)
+        via_row = (down[a] & down[b] & row_gap[col[a], col[b]]) != 0
+        via_col = (across[a] & across[b] & col_gap[row[a], row[b]]) != 0
+        joined = (via_row & (col[a] != col[b])) | (via_col & (row[a] != row[b]))
+        legal = (kind[a] == kind[b]) & (kind[a] >= 0) & joined
+        first, second = jnp.minimum(cell[a], cell[b]), jnp.maximum(cell[a], cell[b])
+        action = first * n - first * (first + 1) // 2 + (second - first - 1)
+        actions.append(jnp.where(legal, action, n * (n - 1) // 2))  # out of range: dropped
+    mask = jnp.zeros(n * (n - 1) // 2, bool).at[jnp.concatenate(actions)].set(True, mode="drop")
+    if copies >= n:
+        return mask
+    crowded = jnp.any((kind[:-copies] == kind[copies:]) & (kind[:-copies] >= 0))
+    return loops.select_rarely(crowded, all_pairs_mask, types, mask)
+
+
+def all_pairs_mask(types: jax.Array) -> jax.Array:
+    """`legal_mask` by testing every pair of cells: for boards of any type counts."""
     flat = types.ravel()
     same = (flat[:, None] == flat[None, :]) & (flat[:, None] >= 0)
-    # The barrier keeps XLA from fusing (and so recomputing) this long elementwise chain into
-    # each of the mask's consumers (terminated, the done-select, the caller): 3x faster on CPU.
-    return jax.lax.optimization_barrier(upper_pairs(same & connections(types >= 0)))
+    return upper_pairs(same & connections(types >= 0))
 
 
 # ---- dealing --------------------------------------------------------------------------------
@@ -270,7 +320,7 @@ class _ShisenShoRules(PairEnv):
                 board = jnp.where(ok, board, deal_random(deck, layout_key, self.board_shape))
             else:
                 board = deal_random(deck, layout_key, self.board_shape)
-            return board, legal_mask(self.tile_types(board))
+            return board, legal_mask(self.tile_types(board), self.copies)
 
         def unplayable(carry):
             _, mask, tries = carry
@@ -287,7 +337,7 @@ class _ShisenShoRules(PairEnv):
         return board, mask
 
     def _settle_given(self, board: jax.Array, key: jax.Array):
-        return board, legal_mask(self.tile_types(board))
+        return board, legal_mask(self.tile_types(board), self.copies)
 
     def _check_board(self, board: np.ndarray) -> None:
         top = self.num_tile_types
@@ -304,7 +354,7 @@ class _ShisenShoRules(PairEnv):
         rr, cc = jnp.indices(self.board_shape)
         picked = ((rr == r1) & (cc == c1)) | ((rr == r2) & (cc == c2))
         board = jnp.where(legal & picked, -1, state.board)
-        mask = legal_mask(self.tile_types(board))
+        mask = legal_mask(self.tile_types(board), self.copies)
         return state.replace(
             board=board,
             reward=jnp.where(legal, 1.0, -1.0).astype(jnp.float32),
