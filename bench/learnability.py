@@ -224,18 +224,18 @@ def forced_move_valid(graphdef, params, tokenizer, env, prompt, inputs, states, 
     response, _ = episodes.pad_responses(tokenizer, texts, budget)
     positions = move_positions(tokenizer, response)
     ids = digit_ids(tokenizer)
+    spaced = {i: tokenizer.decode([i]).startswith(" ") for i in ids}
+    # a row digit follows "(" and a column digit ", ": each is chosen among its own spelling
+    candidates = {form: np.asarray([i for i in ids if spaced[i] == form]) for form in (False, True)}
     rows = np.arange(response.shape[0])
     chosen = []
     for k in range(4):
         logprobs = np.asarray(logprobs_at(graphdef, params, prompt, inputs,
                                           jnp.asarray(response), jnp.asarray(positions[:, k])))
-        gold = response[rows, positions[:, k]]
-        same_form = [[i for i, d in ids.items() if tokenizer.decode([i]).startswith(" ")
-                      == tokenizer.decode([g]).startswith(" ")] for g in gold]
-        best = np.asarray([cands[int(np.argmax(logprobs[b, cands]))]
-                           for b, cands in enumerate(same_form)])
+        form = spaced[int(response[0, positions[0, k]])]
+        best = candidates[form][np.argmax(logprobs[:, candidates[form]], axis=1)]
         response[rows, positions[:, k]] = best
-        chosen.append([ids[i] for i in best])
+        chosen.append([ids[int(i)] for i in best])
     r1, c1, r2, c2 = (jnp.asarray(x) for x in chosen)
     actions = np.asarray(jax.vmap(env.encode_action)(r1, c1, r2, c2))
     legal = np.asarray(states.legal_action_mask)

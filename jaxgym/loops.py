@@ -40,10 +40,7 @@ def while_loop(cond: Callable[[Any, Any], jax.Array], body: Callable[[Any, Any],
 
     @loop.def_vmap
     def packed(axis_size, in_batched, operands, carry):
-        operands, carry = (
-            jax.tree.map(lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)),
-                         tree, batched)
-            for tree, batched in zip((operands, carry), in_batched))
+        operands, carry = _all_batched(axis_size, in_batched, (operands, carry))
         carry = _packed_while(jax.vmap(cond), jax.vmap(body), operands, carry, axis_size)
         return carry, jax.tree.map(lambda _: True, carry)
 
@@ -61,16 +58,8 @@ def select_rarely(flag: jax.Array, rare: Callable[[Any], Any], operands: Any,
 
     @choose.def_vmap
     def batched(axis_size, in_batched, flag, operands, common):
-        flag, operands, common = (
-            jax.tree.map(lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)),
-                         tree, batched)
-            for tree, batched in zip((flag, operands, common), in_batched))
-
-        def some():
-            exact = jax.vmap(rare)(operands)
-            return jax.tree.map(lambda new, old: jnp.where(_rows(flag, new), new, old),
-                                exact, common)
-
+        flag, operands, common = _all_batched(axis_size, in_batched, (flag, operands, common))
+        some = lambda: _where_rows(flag, jax.vmap(rare)(operands), common)
         chosen = jax.lax.cond(jnp.any(flag), some, lambda: common)
         return chosen, jax.tree.map(lambda _: True, chosen)
 
@@ -88,8 +77,7 @@ def _packed_while(cond, body, operands, carry, batch: int):
     sizes = _buffer_sizes(batch)
 
     def on_all(carry, running):
-        moved = body(operands, carry)
-        carry = jax.tree.map(lambda new, old: jnp.where(_rows(running, new), new, old), moved, carry)
+        carry = _where_rows(running, body(operands, carry), carry)
         return carry, running & cond(operands, carry)
 
     def on_buffer(size):
@@ -97,9 +85,10 @@ def _packed_while(cond, body, operands, carry, batch: int):
             index = _first_indices(running, size)
             used = jnp.arange(size) < jnp.sum(running)
             target = jnp.where(used, index, batch)  # out of range: dropped by the scatter
-            moved = body(*jax.tree.map(lambda x: x[index], (operands, carry)))
+            packed_operands, packed_carry = jax.tree.map(lambda x: x[index], (operands, carry))
+            moved = body(packed_operands, packed_carry)
             carry = jax.tree.map(lambda x, new: x.at[target].set(new, mode="drop"), carry, moved)
-            still = cond(jax.tree.map(lambda x: x[index], operands), moved) & used
+            still = cond(packed_operands, moved) & used
             return carry, jnp.zeros(batch, bool).at[target].set(still, mode="drop")
         return round_
 
@@ -124,6 +113,15 @@ def _first_indices(flag: jax.Array, size: int) -> jax.Array:
     return jnp.zeros(size, jnp.int32).at[target].set(every, mode="drop")
 
 
-def _rows(flag: jax.Array, like: jax.Array) -> jax.Array:
-    """bool[batch] reshaped to broadcast against `like`'s leading batch axis."""
-    return flag.reshape(flag.shape + (1,) * (like.ndim - 1))
+def _all_batched(axis_size: int, in_batched, trees):
+    """The custom_vmap rule's arguments with every leaf batched (unbatched ones broadcast)."""
+    return tuple(
+        jax.tree.map(lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)),
+                     tree, batched)
+        for tree, batched in zip(trees, in_batched))
+
+
+def _where_rows(flag: jax.Array, new: Any, old: Any) -> Any:
+    """Per board (leading axis), the leaves of `new` where bool[batch] `flag`, else `old`."""
+    return jax.tree.map(
+        lambda a, b: jnp.where(flag.reshape(flag.shape + (1,) * (a.ndim - 1)), a, b), new, old)

@@ -118,6 +118,21 @@ def upper_pairs(matrix: jax.Array) -> jax.Array:
     return matrix.ravel()[first * n + second]
 
 
+def pair_action(i: jax.Array, j: jax.Array, n: int) -> jax.Array:
+    """int32: the action of the pair of different flat cells i, j (either order) of n cells."""
+    first, second = jnp.minimum(i, j), jnp.maximum(i, j)
+    return first * n - first * (first + 1) // 2 + (second - first - 1)
+
+
+def _joined(down, across, row_gap, col_gap, other_col, other_row) -> jax.Array:
+    """bool: a path joins two cells, given (a, b) pairs of their reach bitsets and the gaps
+    between them (`line_bitsets`): vertical-horizontal-vertical through some row, or
+    horizontal-vertical-horizontal through some column."""
+    via_row = (down[0] & down[1] & row_gap) != 0
+    via_col = (across[0] & across[1] & col_gap) != 0
+    return (via_row & other_col) | (via_col & other_row)
+
+
 def connections(filled: jax.Array) -> jax.Array:
     """bool[n, n] over the n = rows * cols cells (row-major): a path of at most three straight
     segments joins the two different cells, through empty cells and the ring outside the
@@ -132,11 +147,10 @@ def connections(filled: jax.Array) -> jax.Array:
     # [n, n] as [rows_a, cols_a, rows_b, cols_b]
     row_gap = jnp.broadcast_to(row_gap[None, :, None, :], (rows, cols, rows, cols)).reshape(n, n)
     col_gap = jnp.broadcast_to(col_gap[:, None, :, None], (rows, cols, rows, cols)).reshape(n, n)
-    via_row = (down[:, None] & down[None, :] & row_gap) != 0
-    via_col = (across[:, None] & across[None, :] & col_gap) != 0
     other_col = np.not_equal.outer(np.tile(np.arange(cols), rows), np.tile(np.arange(cols), rows))
     other_row = np.not_equal.outer(np.repeat(np.arange(rows), cols), np.repeat(np.arange(rows), cols))
-    return (via_row & other_col) | (via_col & other_row)
+    return _joined((down[:, None], down[None, :]), (across[:, None], across[None, :]),
+                   row_gap, col_gap, other_col, other_row)
 
 
 def connected_pairs(filled: jax.Array) -> jax.Array:
@@ -163,13 +177,10 @@ def legal_mask(types: jax.Array, copies: int) -> jax.Array:
     actions = []
     for d in range(1, min(copies, n)):
         a, b = slice(None, -d), slice(d, None)
-        via_row = (down[a] & down[b] & row_gap[col[a], col[b]]) != 0
-        via_col = (across[a] & across[b] & col_gap[row[a], row[b]]) != 0
-        joined = (via_row & (col[a] != col[b])) | (via_col & (row[a] != row[b]))
+        joined = _joined((down[a], down[b]), (across[a], across[b]), row_gap[col[a], col[b]],
+                         col_gap[row[a], row[b]], col[a] != col[b], row[a] != row[b])
         legal = (kind[a] == kind[b]) & (kind[a] >= 0) & joined
-        first, second = jnp.minimum(cell[a], cell[b]), jnp.maximum(cell[a], cell[b])
-        action = first * n - first * (first + 1) // 2 + (second - first - 1)
-        actions.append(jnp.where(legal, action, n * (n - 1) // 2))  # out of range: dropped
+        actions.append(jnp.where(legal, pair_action(cell[a], cell[b], n), n * (n - 1) // 2))
     mask = jnp.zeros(n * (n - 1) // 2, bool).at[jnp.concatenate(actions)].set(True, mode="drop")
     if copies >= n:
         return mask
@@ -290,10 +301,8 @@ class _ShisenShoRules(PairEnv):
         on_board = jnp.all(jnp.stack([(r >= 0) & (r < self.rows) & (c >= 0) & (c < self.cols)
                                       for r, c in ((r1, c1), (r2, c2))]))
         a, b = r1 * self.cols + c1, r2 * self.cols + c2
-        i, j = jnp.minimum(a, b), jnp.maximum(a, b)
-        n = self.rows * self.cols
-        action = i * n - i * (i + 1) // 2 + (j - i - 1)
-        return jnp.where(on_board & (i != j), action, INVALID_ACTION).astype(jnp.int32)
+        action = pair_action(a, b, self.rows * self.cols)
+        return jnp.where(on_board & (a != b), action, INVALID_ACTION).astype(jnp.int32)
 
     def decode_action(self, action) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """(r1, c1, r2, c2) int32 scalars, the lower flat cell first; all -1 when the action is
