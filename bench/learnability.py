@@ -44,6 +44,7 @@ import argparse
 import functools
 import json
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -283,9 +284,36 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
     the perception text spells it, instead of one token. `restate`: the cells again, one
     token each (ids 224 on), after the `between` tokens and right before the move, as the
     cold start's think does with `restate_board`."""
-    env = jaxgym.make("swap", **(board or dict(preset="easy")))
-    cfg = vlm.config("tiny", vocab_size=256, **DECODER_SETTINGS[setting], **sizes)
-    graphdef, params = nnx.split(vlm.create(cfg, 63, seed))
+    program = _decoder_program(setting, batch, lr, steps, prefix, between,
+                               tuple(sorted((board or dict(preset="easy")).items())), words,
+                               restate, tuple(sorted(sizes.items())))
+    params = program.init(seed)
+    opt_state = program.tx.init(params)
+    boards, legal, _ = program.boards_and_moves(jax.random.key(10_000 + seed), eval_boards)
+    history, started = [], time.time()
+    for step in range(1, steps + 1):
+        params, opt_state, loss = program.update(
+            params, opt_state, jax.random.fold_in(jax.random.key(seed), step))
+        if step % eval_every == 0 or step == steps:
+            history.append(dict(setting=setting, prefix=prefix, between=between, words=words,
+                                seed=seed,
+                                step=step,
+                                loss=round(float(loss), 4),
+                                valid_move_rate=round(float(program.greedy_valid(params, boards, legal)), 3),
+                                seconds=round(time.time() - started, 1)))
+            if not quiet:
+                print(json.dumps(history[-1]), flush=True)
+    return history
+
+
+
+@functools.lru_cache(maxsize=4)
+def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, restate, sizes):
+    """`run_decoder`'s jitted functions, built once for every seed of one configuration (the
+    seed enters through the parameters and the keys, so the seeds share their compilation)."""
+    env = jaxgym.make("swap", **dict(board))
+    cfg = vlm.config("tiny", vocab_size=256, **DECODER_SETTINGS[setting], **dict(sizes))
+    graphdef = nnx.graphdef(vlm.create(cfg, 63, 0))
     cells = env.rows * env.cols
     coords = jnp.asarray([np.asarray(env.decode_action(a)) for a in range(env.num_actions)])
     digit, start = 32, 48  # token ids: cell values from 0, digits from 32, then a start token
@@ -299,6 +327,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         x, _ = model._layers(x, positions, None, 0, jnp.ones(tokens.shape, bool), positions)
         return model.logits(x)
 
+    @functools.partial(jax.jit, static_argnums=1)
     def boards_and_moves(key, n):
         states = jax.vmap(env.reset)(jax.random.split(key, n))
         return (states.board.reshape(n, cells), states.legal_action_mask,
@@ -345,22 +374,11 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
         hit = jnp.all(written[:, None, :] == coords[None], axis=-1)  # [B, actions]
         return jnp.mean(jnp.any(hit & legal, axis=-1))
 
-    opt_state = tx.init(params)
-    boards, legal, _ = boards_and_moves(jax.random.key(10_000 + seed), eval_boards)
-    history, started = [], time.time()
-    for step in range(1, steps + 1):
-        params, opt_state, loss = update(params, opt_state,
-                                         jax.random.fold_in(jax.random.key(seed), step))
-        if step % eval_every == 0 or step == steps:
-            history.append(dict(setting=setting, prefix=prefix, between=between, words=words,
-                                seed=seed,
-                                step=step,
-                                loss=round(float(loss), 4),
-                                valid_move_rate=round(float(greedy_valid(params, boards, legal)), 3),
-                                seconds=round(time.time() - started, 1)))
-            if not quiet:
-                print(json.dumps(history[-1]), flush=True)
-    return history
+    def init(seed):
+        return nnx.state(vlm.create(cfg, 63, seed))
+
+    return types.SimpleNamespace(init=init, tx=tx, update=update, greedy_valid=greedy_valid,
+                                 boards_and_moves=boards_and_moves)
 
 
 def table(rows: list[dict], name: str) -> str:

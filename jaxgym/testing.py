@@ -55,13 +55,13 @@ def check_env(env: Env, boards: int = 4, max_moves: int = 64, seed: int = 0,
     jitted = Jitted(env, boards)
     states = jitted.resets(jax.random.split(key, boards))
     check_state(env, states, boards)
-    check_text(env, states)
+    check_text(env, states, jitted)
     check_sprites(env, states)
     if play:
         check_moves(env, jax.tree.map(lambda x: x[0], states), jitted)
         check_from_board(env, states)
         check_jit_vmap_and_plain_agree(env, states, jitted)
-        check_episodes(env, key, boards)
+        check_episodes(env, key, jitted)
         check_auto_reset(env, states, jitted)
 
 
@@ -74,6 +74,8 @@ class Jitted:
         self.steps = jax.jit(jax.vmap(env.step))
         self.resets = jax.jit(jax.vmap(env.reset))
         self.auto_reset_steps = jax.jit(AutoReset(env).step)
+        self.experts = jax.jit(jax.vmap(env.expert_action))
+        self.random_moves = jax.jit(jax.vmap(random_legal_action))
 
 
 def check_state(env: Env, states: State, boards: int) -> None:
@@ -120,9 +122,10 @@ def check_moves(env: Env, state: State, jitted: Jitted) -> None:
                 f"{env.name}: illegal actions {actions[~unchanged]} changed the board")
 
 
-def check_episodes(env: Env, key: jax.Array, boards: int) -> None:
+def check_episodes(env: Env, key: jax.Array, jitted: Jitted) -> None:
     """Random legal play to the end of every episode, twice from the same key (same boards,
     rewards and ends) and once from another; then one step past the end changes nothing."""
+    boards = jitted.boards
 
     @jax.jit
     def play(key):
@@ -150,7 +153,7 @@ def check_episodes(env: Env, key: jax.Array, boards: int) -> None:
     assert np.all(np.asarray(states.step_count) <= env.max_steps)
     assert not np.array_equal(np.asarray(dealt), np.asarray(other[3])), (
         f"{env.name}: another key dealt the same boards")
-    past = jax.jit(jax.vmap(env.step))(states, jnp.zeros(boards, jnp.int32))
+    past = jitted.steps(states, jnp.zeros(boards, jnp.int32))
     assert np.array_equal(np.asarray(past.board), np.asarray(states.board)), (
         f"{env.name}: stepping a finished episode changed its board")
     assert np.all(np.asarray(past.reward) == 0) and np.array_equal(
@@ -165,12 +168,13 @@ def _values(x: jax.Array) -> np.ndarray:
 
 
 def check_jit_vmap_and_plain_agree(env: Env, states: State, jitted: Jitted) -> None:
-    """step: the eager call (every op on its own) and the jitted, vmapped call on the batch
-    give the same state."""
-    actions = jax.vmap(env.expert_action)(states)
+    """step: the call on one board and the jitted, vmapped call on the batch give the same
+    state."""
+    actions = jitted.experts(states)
     batched = jitted.steps(states, actions)
+    step = jax.jit(env.step)
     for i in range(min(2, actions.shape[0])):
-        eager = env.step(jax.tree.map(lambda x: x[i], states), actions[i])
+        eager = step(jax.tree.map(lambda x: x[i], states), actions[i])
         for field in ("board", "reward", "terminated", "legal_action_mask", "key"):
             assert np.array_equal(_values(getattr(eager, field)),
                                   _values(getattr(batched, field)[i])), (
@@ -201,8 +205,8 @@ def check_auto_reset(env: Env, states: State, jitted: Jitted) -> None:
     ending = np.arange(boards) % 2 == 0
     counts = np.where(ending, env.max_steps - 1, 0).astype(np.int32)
     states = states.replace(step_count=jnp.asarray(counts))
-    actions = jax.vmap(random_legal_action)(jax.random.split(jax.random.key(3), boards),
-                                            states.legal_action_mask)
+    actions = jitted.random_moves(jax.random.split(jax.random.key(3), boards),
+                                  states.legal_action_mask)
     moved = jitted.steps(states, actions)
     after = jitted.auto_reset_steps(states, actions)
     ended = np.asarray(moved.done)
@@ -217,10 +221,10 @@ def check_auto_reset(env: Env, states: State, jitted: Jitted) -> None:
                           np.where(ended, 0, np.asarray(moved.step_count)))
 
 
-def check_text(env: Env, states: State) -> None:
+def check_text(env: Env, states: State, jitted: Jitted) -> None:
     """The expert's moves are legal and their answer text parses back to them; malformed
     answers are invalid and never raise; perception text describes the board."""
-    experts = jax.vmap(env.expert_action)(states)
+    experts = jitted.experts(states)
     live = ~np.asarray(states.terminated)
     legal = np.asarray(jax.vmap(is_legal)(states.legal_action_mask, experts))
     assert legal[live].all(), f"{env.name}: the expert chose an illegal move"
