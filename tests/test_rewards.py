@@ -162,14 +162,13 @@ def test_device_and_host_agree_on_every_game(game):
     game's own text."""
     env = jaxgym.make(game, "easy")
     keys = jax.random.split(jax.random.key(11), 6)
-    states = jax.vmap(env.reset)(keys)
+    states = jax.jit(jax.vmap(env.reset))(keys)
+    step, random_moves = jax.jit(jax.vmap(env.step)), jax.jit(jax.vmap(jaxgym.random_legal_action))
     for k in jax.random.split(jax.random.key(12), 3):
-        actions = jax.vmap(jaxgym.random_legal_action)(jax.random.split(k, 6),
-                                                       states.legal_action_mask)
-        states = jax.vmap(env.step)(states, actions)
+        states = step(states, random_moves(jax.random.split(k, 6), states.legal_action_mask))
     rng = np.random.default_rng(0)
     boards = np.asarray(states.board)
-    expert = np.asarray(jax.vmap(env.expert_action)(states))
+    expert = np.asarray(jax.jit(jax.vmap(env.expert_action))(states))
     rows = []
     for i, board in enumerate(boards):
         truth = text.describe_board(env, board)

@@ -272,7 +272,8 @@ def test_jit_vmap_and_plain_agree():
     batched = jax.jit(jax.vmap(env.reset))(keys)
     actions = jnp.array([int(jaxgym.random_legal_action(k, s.legal_action_mask)) for k, s in zip(keys, plain)])
     stepped_plain = [env.step(s, a) for s, a in zip(plain, actions)]
-    stepped_jit = [jax.jit(env.step)(s, a) for s, a in zip(plain, actions)]
+    step = jax.jit(env.step)
+    stepped_jit = [step(s, a) for s, a in zip(plain, actions)]
     stepped_vmap = jax.jit(jax.vmap(env.step))(batched, actions)
     for i in range(4):
         for a, b, c in zip(
