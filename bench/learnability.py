@@ -276,17 +276,18 @@ DECODER_SETTINGS = {
 def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int = 32,
                 lr: float = 1e-3, prefix: int = 0, between: int = 0, eval_boards: int = 512,
                 quiet: bool = False, board: dict | None = None, words: bool = False,
-                restate: bool = False, **sizes) -> list[dict]:
+                restate: bool = False, valid_target: bool = False, **sizes) -> list[dict]:
     """The tiny decoder (changed by `sizes`, e.g. width=64) on easy Swap's cells as tokens ->
     the expert's r1 c1 r2 c2, with `prefix` constant tokens before the cells and `between`
     after them. `board`: the Swap settings instead of the easy preset. `words`: each cell as
     three tokens, its colour, its shape and a separator (the end of a row has its own), as
     the perception text spells it, instead of one token. `restate`: the cells again, one
     token each (ids 224 on), after the `between` tokens and right before the move, as the
-    cold start's think does with `restate_board`."""
+    cold start's think does with `restate_board`. `valid_target`: a uniformly random valid
+    move as the target instead of the expert's."""
     program = _decoder_program(setting, batch, lr, steps, prefix, between,
                                tuple(sorted((board or dict(preset="easy")).items())), words,
-                               restate, tuple(sorted(sizes.items())))
+                               restate, valid_target, tuple(sorted(sizes.items())))
     params = program.init(seed)
     opt_state = program.tx.init(params)
     boards, legal, _ = program.boards_and_moves(jax.random.key(10_000 + seed), eval_boards)
@@ -308,7 +309,8 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
 
 
 @functools.lru_cache(maxsize=4)
-def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, restate, sizes):
+def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, restate,
+                     valid_target, sizes):
     """`run_decoder`'s jitted functions, built once for every seed of one configuration (the
     seed enters through the parameters and the keys, so the seeds share their compilation)."""
     env = jaxgym.make("swap", **dict(board))
@@ -330,8 +332,9 @@ def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, r
     @functools.partial(jax.jit, static_argnums=1)
     def boards_and_moves(key, n):
         states = jax.vmap(env.reset)(jax.random.split(key, n))
-        return (states.board.reshape(n, cells), states.legal_action_mask,
-                coords[jax.vmap(env.expert_action)(states)])
+        moves = (random_valid_actions(jax.random.fold_in(key, 1), states.legal_action_mask)
+                 if valid_target else jax.vmap(env.expert_action)(states))
+        return states.board.reshape(n, cells), states.legal_action_mask, coords[moves]
 
     separators = jnp.asarray([200 + (i % env.cols == env.cols - 1) for i in range(cells)])
 
@@ -410,6 +413,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decoder-restate", action="store_true",
                         help="the cells again, one token each, right before the move (the "
                              "cold start's restate_board)")
+    parser.add_argument("--decoder-valid-target", action="store_true",
+                        help="a uniformly random valid move as the target (the decoder probe)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", default="0")
@@ -433,7 +438,8 @@ def main(argv: list[str] | None = None) -> None:
             for seed in seeds:
                 rows += run_decoder(name, args.steps, args.eval_every, seed, lr=args.lr,
                                     prefix=args.decoder_prefix, between=args.decoder_between,
-                                    words=args.decoder_words, restate=args.decoder_restate)
+                                    words=args.decoder_words, restate=args.decoder_restate,
+                                    valid_target=args.decoder_valid_target)
     else:
         names = args.variants.split(",")
         unknown = [n for n in names if not set(n.split("+")) <= set(VARIANTS)]

@@ -58,6 +58,8 @@ class SFTConfig:
         help="the optimiser: warm-up, then cosine decay")
     decision_weight: float = knob(1.0, "weight of the <think> and <answer> tokens in the loss, "
                                        "relative to the perception tokens")
+    move_weight: float = knob(1.0, "weight of the move in the <think> (its first numbers, as "
+                                   "many as the answer has) against the other tokens")
     max_random_moves: int = knob(3, "boards are advanced by up to this many random moves")
     eval_every: int = knob(100, "steps between held-out evaluations")
     eval_boards: int = knob(64, "held-out boards per evaluation")
@@ -70,8 +72,8 @@ class SFTConfig:
             raise ValueError(f"variant must be 'cold' or 'base', got {self.variant!r}")
         if self.steps < 1 or self.batch < 1 or self.eval_boards < 1:
             raise ValueError("steps, batch and eval_boards must be positive")
-        if self.decision_weight <= 0:
-            raise ValueError("decision_weight must be positive")
+        if self.decision_weight <= 0 or self.move_weight <= 0:
+            raise ValueError("decision_weight and move_weight must be positive")
         if self.prompt_style not in game_text.PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {game_text.PROMPT_STYLES}")
 
@@ -132,11 +134,12 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
 
 def targets(cfg: SFTConfig, games: episodes.GameSet, tokenizer, states, key, budget):
     """(int32[B, budget] response ids, float32[B, budget] loss weights: 0 on padding,
-    `decision_weight` from `<think>` on, 1 before)."""
+    `decision_weight` from `<think>` on, 1 before, times `move_weight` on the move)."""
     texts = (games.cold_start_texts(states) if cfg.variant == "cold"
              else games.base_texts(key, cfg.batch))
     response, mask = episodes.pad_responses(tokenizer, texts, budget)
-    return response, decision_weights(tokenizer, response, mask, cfg.decision_weight)
+    weights = decision_weights(tokenizer, response, mask, cfg.decision_weight)
+    return response, weights * move_weights(tokenizer, response, cfg.move_weight)
 
 
 def decision_weights(tokenizer, response: np.ndarray, mask: np.ndarray,
@@ -144,6 +147,20 @@ def decision_weights(tokenizer, response: np.ndarray, mask: np.ndarray,
     """float32[B, N]: mask, times `weight` from each response's `<think>` token on."""
     after_think = np.cumsum(response == tokenizer.tag_ids["<think>"], axis=1) > 0
     return np.where(after_think, weight, 1.0).astype(np.float32) * mask
+
+
+def move_weights(tokenizer, response: np.ndarray, weight: float) -> np.ndarray:
+    """float32[B, N]: `weight` on the move where the think first names it, 1 elsewhere. The
+    move is the response's first numbers after `<think>`, as many as its answer holds (the
+    four coordinates of "Swap (1, 2) with (1, 3)" for an answer "(1, 2) (1, 3)"; the answer's
+    own digit when the think names no number), so the weights need no game rules."""
+    numbers = np.isin(response, tokenizer.number_ids)
+    after_think = np.cumsum(response == tokenizer.tag_ids["<think>"], axis=1) > 0
+    in_answer = np.cumsum(response == tokenizer.tag_ids["<answer>"], axis=1) > 0
+    count = (numbers & in_answer).sum(1, keepdims=True)
+    rank = np.cumsum(numbers & after_think, axis=1)
+    move = numbers & after_think & (rank <= count)
+    return np.where(move, weight, 1.0).astype(np.float32)
 
 
 def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,

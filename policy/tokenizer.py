@@ -147,6 +147,9 @@ class GameTokenizer:
         self.vision_start_id, self.image_pad_id, self.vision_end_id = (
             ids[VISION_START], ids[IMAGE_PAD], ids[VISION_END])
         self.tag_ids = {t: ids[t] for t in TAG_TOKENS}
+        self.number_ids = np.asarray(  # tokens that spell a number ("7", " 12")
+            [i for i in range(self.vocab_size) if tokenizer.id_to_token(i) is not None
+             and tokenizer.decode([i]).strip().isdigit()], np.int32)
         self._definition = tokenizer.to_str()
 
     # Equal definitions compare equal: compiled functions that take the tokenizer as a static

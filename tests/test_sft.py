@@ -50,6 +50,18 @@ def test_decision_weights_weigh_think_and_answer():
     assert (weights[mask.sum():] == 0).all()
 
 
+def test_move_weights_weigh_the_move_where_the_think_first_names_it():
+    tok = tokenization.default()
+    texts = [jaxgym.text.response_text("Red circle", "Board: AB AC Swap (0, 1) with (2, 3).",
+                                       "(0, 1) (2, 3)"),
+             jaxgym.text.response_text("2|4", "Slide up.", "0")]  # 2048: the answer's digit
+    ids, _ = episodes.pad_responses(tok, texts, 48)
+    weights = sft.move_weights(tok, ids, 20.0)
+    assert [tok.decode([i]).strip() for i in ids[0][weights[0] == 20]] == ["0", "1", "2", "3"]
+    assert [tok.decode([i]) for i in ids[1][weights[1] == 20]] == ["0"]
+    assert set(weights.ravel().tolist()) == {1.0, 20.0}
+
+
 def initial_loss():
     env = jaxgym.make(CFG.game, CFG.board_preset)
     tok = tokenization.default()
