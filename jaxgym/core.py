@@ -214,7 +214,7 @@ class PairEnv(Env):
     Every other game answers with the action id, one ASCII digit (`jaxgym.text`)."""
 
     verb: ClassVar[str] = "Pick"
-    """The rationale's first word: "Swap Red circle at (1, 2) with Blue square at (1, 3)."."""
+    """The rationale's first word: "Swap (1, 2) with (1, 3): Red circle and Blue square."."""
 
     @abc.abstractmethod
     def encode_action(self, r1, c1, r2, c2) -> jax.Array:
@@ -229,7 +229,9 @@ class PairEnv(Env):
     def rationale(self, board: np.ndarray, action: int) -> str:
         names = self.cell_names(np.asarray(board))
         r1, c1, r2, c2 = (int(x) for x in self.decode_action(action))
-        return f"{self.verb} {names[r1][c1]} at ({r1}, {c1}) with {names[r2][c2]} at ({r2}, {c2})."
+        # the cells before the tiles' names: the move is the think's first tokens, where a
+        # small model learns it fastest (docs/learnability.md, section 6)
+        return f"{self.verb} ({r1}, {c1}) with ({r2}, {c2}): {names[r1][c1]} and {names[r2][c2]}."
 
 
 def is_legal(mask: jax.Array, action: jax.Array) -> jax.Array:

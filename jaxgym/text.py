@@ -105,8 +105,8 @@ def answer_text(env: Env, action: Any) -> str:
 
 def rationale(env: Env, board: Any, action: Any) -> str:
     """A one-sentence reason for a move, the <think> text of the cold start's targets
-    (`env.rationale`): for Swap "Swap Red circle at (1, 2) with Blue square at (1, 3).", for
-    Shisen-Sho "Join Red circle at (0, 0) with Red circle at (0, 3).", for 2048 "Slide left."
+    (`env.rationale`): for Swap "Swap (1, 2) with (1, 3): Red circle and Blue square.", for
+    Shisen-Sho "Join (0, 0) with (0, 3): Red circle and Red circle.", for 2048 "Slide left."
     ValueError for an action out of range."""
     answer_text(env, action)  # range check
     return env.rationale(np.asarray(board), int(action))

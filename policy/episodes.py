@@ -28,7 +28,7 @@ from jaxgym import multigame, text as game_text
 from jaxgym.core import Env, State
 from jaxgym.multigame import MultiGame
 from policy.model import ModelConfig
-from policy.rewards import Rewards, RewardFn, compiled as compiled_rewards
+from policy.rewards import Rewards, RewardFn, compiled as compiled_rewards, host_rewards
 from policy.sample import Prompt
 from policy.tokenizer import GameTokenizer, cell_code
 
@@ -172,9 +172,12 @@ class GameSet:
         """uint8[B, H, W, 3]: every board on the games' common canvas (one game: its frames)."""
         return render.draw_mix(self.multigame(sum(len(s.board) for s in states)), states)
 
-    def step(self, states: tuple[State, ...], actions: jax.Array) -> tuple[State, ...]:
-        """Every board advanced by its action (int32[B], board order); compiled once per mix."""
-        return _step_mix(self.multigame(sum(len(s.board) for s in states)), states, actions)
+    def step(self, states: tuple[State, ...], actions: jax.Array,
+             auto_reset: bool = False) -> tuple[State, ...]:
+        """Every board advanced by its action (int32[B], board order); compiled once per mix.
+        `auto_reset`: a fresh board wherever an episode ends (`jaxgym.AutoReset`)."""
+        mix = self.multigame(sum(len(s.board) for s in states))
+        return _step_mix(dataclasses.replace(mix, auto_reset=auto_reset), states, actions)
 
     def labels(self) -> tuple[str, ...]:
         """One name per game, for per-game metrics (`MultiGame.labels`)."""
@@ -205,6 +208,15 @@ class GameSet:
             n = len(state.board)
             fn = compiled_rewards(env, tokenizer) if jit else RewardFn(env, tokenizer)
             out.append(fn(state, tokens[start:start + n], mask[start:start + n]))
+            start += n
+        return Rewards(*(jnp.concatenate(field) for field in zip(*out)))
+
+    def score_texts(self, states: tuple[State, ...], texts: list) -> Rewards:
+        """`score` of B response texts (any characters, any tokenizer's; not text: invalid)."""
+        out, start = [], 0
+        for env, state in zip(self.envs, states):
+            n = len(state.board)
+            out.append(host_rewards(env, state, texts[start:start + n]))
             start += n
         return Rewards(*(jnp.concatenate(field) for field in zip(*out)))
 

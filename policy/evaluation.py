@@ -10,6 +10,7 @@ device (`policy.rewards`) and the board steps with the parsed move (an invalid m
 unchanged). Reported, over all boards and steps (and per game, as "game/metric", for a mix):
 
     valid_move_rate    fraction of answers that are legal moves
+    hit_rate           fraction of answers whose move scores points (the paper's "hit")
     mean_game_reward   the game's own reward per step (points; -1 for an invalid move)
     perception_exact   fraction of responses whose <perception> block is exactly the board
     format_rate        fraction of responses with all three tag pairs in order
@@ -20,6 +21,7 @@ Held-out boards come from `fold_in(key(seed), HELD_OUT)`, a stream training neve
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -28,11 +30,11 @@ import numpy as np
 from tqdm import tqdm
 
 import render
-from jaxgym import text as game_text
+from jaxgym import random_legal_action, text as game_text
 from policy import checkpoint, episodes, sample, tokenizer as tokenization
 from policy.episodes import GameSet
 
-METRICS = ("valid_move_rate", "mean_game_reward", "perception_exact", "format_rate")
+METRICS = ("valid_move_rate", "hit_rate", "mean_game_reward", "perception_exact", "format_rate")
 
 
 @dataclasses.dataclass
@@ -97,11 +99,12 @@ class TextPolicy:
 
 
 def play(games: GameSet, policy, states: tuple, steps: int = 1, seed: int = 0,
-         record: int = 0, progress: bool = False) -> tuple[dict, list]:
+         record: int = 0, progress: bool = False, auto_reset: bool = False) -> tuple[dict, list]:
     """Play the boards `states` (a tuple of States, one per game of `games`) for `steps`
     steps. Returns (metrics, recorded pictures of the first `record` boards: annotated uint8
-    frames, board after board, a board's steps in order)."""
-    tokenizer = policy.tokenizer
+    frames, board after board, a board's steps in order). A policy writes token ids
+    (`respond`) or texts (`respond_texts`, e.g. `policy.api.APIPolicy`), scored alike.
+    `auto_reset`: a board whose episode ends is dealt afresh (the paper's protocol)."""
     boards = sum(len(s.board) for s in states)
     labels = games.labels()
     game_of = np.repeat(np.arange(len(games.envs)), [len(s.board) for s in states])
@@ -110,9 +113,16 @@ def play(games: GameSet, policy, states: tuple, steps: int = 1, seed: int = 0,
     for step in tqdm(range(steps), desc="evaluate", disable=not progress, unit="step"):
         key = jax.random.fold_in(jax.random.key(seed), step)
         frames = games.draw(states)
-        tokens, mask = policy.respond(games, states, frames, key)
-        rewards = games.score(tokenizer, states, tokens, mask, jit=True)
+        if hasattr(policy, "respond_texts"):
+            texts = policy.respond_texts(games, states, frames, key, step)
+            rewards = games.score_texts(states, texts)
+        else:
+            tokens, mask = policy.respond(games, states, frames, key)
+            rewards = games.score(policy.tokenizer, states, tokens, mask, jit=True)
+            texts = [policy.tokenizer.decode_response(tokens[b], mask[b])
+                     for b in range(len(pictures))]
         per_board = jax.device_get(dict(valid_move_rate=rewards.valid,
+                                        hit_rate=rewards.valid * (rewards.points > 0),
                                         mean_game_reward=rewards.points,
                                         perception_exact=rewards.perception,
                                         format_rate=rewards.format))
@@ -124,21 +134,54 @@ def play(games: GameSet, policy, states: tuple, steps: int = 1, seed: int = 0,
                     totals[key_name] = totals.get(key_name, 0.0) + float(
                         np.mean(values[game_of == g]))
         for b in range(len(pictures)):
-            answer = game_text.extract_answer(tokenizer.decode_response(tokens[b], mask[b]))
+            answer = game_text.extract_answer(texts[b])
             pictures[b].append(_caption(np.asarray(frames[b]), b, step, answer,
                                         bool(per_board["valid_move_rate"][b]),
                                         float(per_board["mean_game_reward"][b]),
                                         bool(per_board["perception_exact"][b])))
-        states = games.step(states, rewards.action)
+        states = games.step(states, rewards.action, auto_reset)
     return ({name: total / steps for name, total in totals.items()},
             [picture for board in pictures for picture in board])
 
 
 def evaluate(games: GameSet, policy, boards: int = 256, steps: int = 1, seed: int = 0,
-             record: int = 0, progress: bool = True) -> tuple[dict, list]:
-    """`play` on `boards` fresh held-out boards (split evenly over the games of a mix)."""
+             record: int = 0, progress: bool = True,
+             protocol: str = "jaxgym") -> tuple[dict, list]:
+    """`play` on `boards` fresh held-out boards (split evenly over the games of a mix).
+    `protocol="paper"`: as the paper evaluates (`PAPER_PROTOCOL`): 2048's boards first take
+    100 random legal moves, and a board whose episode ends is dealt afresh."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     states = games.deal(episodes.eval_key(seed), boards, 0)
-    return play(games, policy, states, steps, seed, record, progress)
+    paper = protocol == "paper"
+    if paper:
+        states = tuple(warm_up(env, s, jax.random.fold_in(episodes.eval_key(seed), g),
+                               PAPER_PROTOCOL["warm_up"].get(env.name, 0))
+                       for g, (env, s) in enumerate(zip(games.envs, states)))
+    return play(games, policy, states, steps, seed, record, progress, auto_reset=paper)
+
+
+PROTOCOLS = ("jaxgym", "paper")
+PAPER_PROTOCOL = dict(boards=10, steps=100, warm_up={"2048": 100})
+"""The paper's evaluation: 10 boards, 100 moves each, scored by `hit_rate`; 2048's boards
+after 100 random warm-up moves."""
+
+
+@functools.partial(jax.jit, static_argnames=("env", "moves"))
+def warm_up(env, states, key: jax.Array, moves: int):
+    """Every board advanced by `moves` uniformly random legal moves, a board stopping before a
+    move would end its episode; step counts start again at 0."""
+
+    def advance(states, k):
+        keys = jax.random.split(jax.random.fold_in(key, k), len(states.board))
+        stepped = jax.vmap(env.step)(states, jax.vmap(random_legal_action)(
+            keys, states.legal_action_mask))
+        keep = ~stepped.done
+        return jax.tree.map(lambda new, old: jnp.where(
+            keep.reshape((-1,) + (1,) * (new.ndim - 1)), new, old), stepped, states), None
+
+    states, _ = jax.lax.scan(advance, states, jnp.arange(moves))
+    return states.replace(step_count=jnp.zeros_like(states.step_count))
 
 
 def _caption(frame: np.ndarray, board: int, step: int, answer: str | None, valid: bool,
