@@ -140,6 +140,9 @@ def play(games: GameSet, policy, states: tuple, steps: int = 1, seed: int = 0,
                                         float(per_board["mean_game_reward"][b]),
                                         bool(per_board["perception_exact"][b])))
         states = games.step(states, rewards.action, auto_reset)
+        if auto_reset:  # a fresh board still carries the ended episode's flags: play it as live
+            states = tuple(s.replace(terminated=jnp.zeros_like(s.terminated),
+                                     truncated=jnp.zeros_like(s.truncated)) for s in states)
     return ({name: total / steps for name, total in totals.items()},
             [picture for board in pictures for picture in board])
 

@@ -199,5 +199,29 @@ def test_the_paper_protocol_warms_2048_up_and_deals_ended_boards_afresh():
     policy = evaluation.TextPolicy("random", tokenization.default())
     metrics, _ = evaluation.evaluate(games, policy, 4, 3, protocol="paper", progress=False)
     assert 0 <= metrics["hit_rate"] <= metrics["valid_move_rate"] <= 1
+    # boards that are cleared come back fresh and playable: the expert scores on every move
+    games = episodes.GameSet.make("shisensho", "easy", "full", False, False)
+    expert = evaluation.TextPolicy("expert", tokenization.default())
+    metrics, _ = evaluation.evaluate(games, expert, 2, 12, protocol="paper", progress=False)
+    assert metrics["hit_rate"] == 1.0
     with pytest.raises(ValueError, match="protocol"):
         evaluation.evaluate(games, policy, 4, 1, protocol="nope")
+
+
+def test_the_bench_server_plays_random_moves_through_the_cli(tmp_path):
+    from bench import chat_server
+    server = chat_server.make_server("swap", fail_every=7, max_requests=MAX_REQUESTS)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        out = tmp_path / "m.json"
+        assert evaluate.main(["--game", "swap", "--api-base", url, "--api-model", "random",
+                              "--protocol", "paper", "--boards", "4", "--steps", "5",
+                              "--json", str(out)]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    metrics = json.loads(out.read_text())
+    assert metrics["format_rate"] == 1.0 and metrics["api_errors"] == 0  # 500s were retried
+    assert metrics["api_requests"] == 20 and 0 <= metrics["hit_rate"] <= metrics["valid_move_rate"]
