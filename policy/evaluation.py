@@ -94,7 +94,8 @@ class TextPolicy:
         else:
             texts = games.base_texts(key, frames.shape[0])
         longest = max(len(self.tokenizer.encode(t)) for t in texts) + 1
-        ids, mask = episodes.pad_responses(self.tokenizer, texts, longest)
+        # padded to a multiple of 64, so that the scoring compiles for few lengths
+        ids, mask = episodes.pad_responses(self.tokenizer, texts, -(-longest // 64) * 64)
         return jnp.asarray(ids), jnp.asarray(mask)
 
 

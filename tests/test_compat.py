@@ -18,7 +18,7 @@ from jaxgym.compat import gymnasium as jaxgym_gym  # noqa: E402
 
 def expert_responses(sandbox):
     states = sandbox.states
-    actions = np.asarray(jax.vmap(sandbox.env.expert_action)(states))
+    actions = np.asarray(jax.jit(jax.vmap(sandbox.env.expert_action))(states))
     return [text.response_text(text.describe_board(sandbox.env, b), "",
                                text.answer_text(sandbox.env, a))
             for b, a in zip(np.asarray(states.board), actions)]
@@ -44,11 +44,12 @@ def test_the_trainer_loop_reset_images_n_responses_rewards():
     assert manager.get_text_observation_batch() == truths  # the boards did not move
     assert all(r >= 0 for r in rewards[0][:3]) and rewards[1] == [-1.0] * 5
     # every rollout was scored on the same boards: each equals one step from them
+    steps = {start: jax.jit(jax.vmap(s.env.step)) for s, start in zip(manager.sandbox_list, (0, 3))}
     for k, responses in enumerate(rollouts):
         for sandbox, start in zip(manager.sandbox_list, (0, 3)):
             n = sandbox.num_envs
-            alone = jax.vmap(sandbox.env.step)(
-                sandbox.states, jax.numpy.asarray(sandbox.parse_actions(responses[start:start + n])))
+            alone = steps[start](sandbox.states,
+                                 jax.numpy.asarray(sandbox.parse_actions(responses[start:start + n])))
             np.testing.assert_array_equal(rewards[k][start:start + n], np.asarray(alone.reward))
     # and then one real step moves them
     assert manager.get_reward_batch(experts)[:3] == rewards[0][:3]
