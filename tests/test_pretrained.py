@@ -1,0 +1,143 @@
+"""policy.pretrained on tiny random Qwen2-VL and Qwen2.5-VL folders written by transformers
+(every tensor randomised, so that a wrong layout moves the logits by about 1): both config
+layouts, one file or shards, bfloat16, clear errors, and the text decoder's logits against
+transformers'. Needs the `hf` extra (torch, transformers); skipped without it."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the hf extra (torch) is not installed")
+transformers = pytest.importorskip("transformers", reason="the hf extra is not installed")
+
+from policy import pretrained  # noqa: E402
+
+TEXT = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
+            rope_scaling=dict(type="mrope", mrope_section=[2, 3, 3]))
+VISION = {
+    "qwen2-vl": dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2,
+                     patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+    "qwen2.5-vl": dict(depth=2, hidden_size=32, out_hidden_size=64, num_heads=2,
+                       intermediate_size=48, patch_size=14, spatial_merge_size=2,
+                       temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1]),
+}
+TOKENS = dict(image_token_id=290, video_token_id=291, vision_start_token_id=292,
+              vision_end_token_id=293)
+
+
+def randomised(model, seed=0):
+    """Every tensor drawn afresh: norms 1 + 0.2 N, biases 0.15 N, matrices 2/sqrt(fan_in) N,
+    embeddings 0.1 N (transformers' own init hides layout bugs under 1e-4)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            if "norm" in name or "ln_q" in name:
+                p.copy_(1 + 0.2 * noise if name.endswith("weight") else 0.15 * noise)
+            elif name.endswith("bias"):
+                p.copy_(0.15 * noise)
+            elif "embed_tokens" in name:
+                p.copy_(0.1 * noise)
+            else:
+                p.copy_(2 / np.sqrt(np.prod(p.shape[1:])) * noise)
+    return model
+
+
+def hf_model(variant, tied=True):
+    if variant == "qwen2-vl":
+        cls, cfg_cls = transformers.Qwen2VLForConditionalGeneration, transformers.Qwen2VLConfig
+    else:
+        cls = transformers.Qwen2_5_VLForConditionalGeneration
+        cfg_cls = transformers.Qwen2_5_VLConfig
+    cfg = cfg_cls(text_config=dict(TEXT, tie_word_embeddings=tied),
+                  vision_config=VISION[variant], tie_word_embeddings=tied, **TOKENS)
+    return randomised(cls(cfg).eval(), seed=len(variant) + tied)
+
+
+@pytest.fixture(scope="module", params=[("qwen2-vl", True), ("qwen2.5-vl", False)],
+                ids=["qwen2-vl-tied", "qwen2.5-vl-untied"])
+def folder(request, tmp_path_factory):
+    variant, tied = request.param
+    model = hf_model(variant, tied)
+    out = str(tmp_path_factory.mktemp(variant))
+    model.save_pretrained(out)
+    return variant, tied, model, out
+
+
+def test_config_reads_both_layouts(folder, tmp_path):
+    variant, tied, model, out = folder
+    config = pretrained.read_config(out)
+    assert (config.variant, config.tie_embeddings, config.mrope_section) == (variant, tied,
+                                                                           (2, 3, 3))
+    assert (config.width, config.depth, config.heads, config.kv_heads) == (64, 2, 4, 2)
+    assert config.vision_width == 32 and config.patch_size == 14
+    assert config.vision_mlp == (64 if variant == "qwen2-vl" else 48)
+    if variant == "qwen2.5-vl":
+        assert config.window_size == 56 and config.full_attention_blocks == (1,)
+    # the older flat layout: text settings at the top, rope_scaling, in_chans
+    raw = json.load(open(os.path.join(out, "config.json")))
+    text = raw.pop("text_config")
+    rope = text.pop("rope_parameters")
+    flat = {**raw, **text, "rope_scaling": {"type": "mrope",
+                                            "mrope_section": rope["mrope_section"]},
+            "rope_theta": rope["rope_theta"]}
+    flat["vision_config"]["in_chans"] = flat["vision_config"].pop("in_channels", 3)
+    os.makedirs(tmp_path / "flat")
+    json.dump(flat, open(tmp_path / "flat" / "config.json", "w"))
+    assert pretrained.read_config(str(tmp_path / "flat")) == config
+
+
+def test_the_text_decoder_matches_transformers_logits(folder):
+    variant, tied, model, out = folder
+    config = pretrained.read_config(out)
+    ours = pretrained.decoder_model(config, pretrained.read_weights(out))
+    tokens = np.random.default_rng(0).integers(0, 280, (2, 12))
+    with torch.no_grad():
+        theirs = model(input_ids=torch.tensor(tokens)).logits.numpy()
+    got = np.asarray(pretrained.text_logits(ours, tokens))
+    assert np.abs(theirs).max() > 0.5  # randomised weights: logits of order 1
+    np.testing.assert_allclose(got, theirs, atol=1e-4, rtol=0)
+
+
+def test_shards_and_bfloat16_load_like_one_file(folder, tmp_path):
+    variant, tied, model, out = folder
+    one = pretrained.read_weights(out)
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="50KB")
+    assert os.path.exists(tmp_path / "sharded" / pretrained.INDEX)
+    sharded = pretrained.read_weights(str(tmp_path / "sharded"))
+    assert sharded.keys() == one.keys()
+    for key in one:
+        np.testing.assert_array_equal(np.asarray(sharded[key]), np.asarray(one[key]))
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    model.to(torch.float32)
+    half = pretrained.read_weights(str(tmp_path / "bf16"))
+    key = "model.embed_tokens.weight"
+    assert half[key].dtype == np.float32
+    np.testing.assert_allclose(np.asarray(half[key]), np.asarray(one[key]), rtol=1e-2, atol=1e-3)
+
+
+def test_clear_errors(folder, tmp_path):
+    variant, tied, model, out = folder
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        pretrained.read_config(str(tmp_path))
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    raw = json.load(open(bad / "config.json"))
+    json.dump(dict(raw, architectures=["LlamaForCausalLM"]), open(bad / "config.json", "w"))
+    with pytest.raises(ValueError, match="LlamaForCausalLM"):
+        pretrained.read_config(str(bad))
+    os.remove(bad / "model.safetensors")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        pretrained.read_weights(str(bad))
+    config = pretrained.read_config(out)
+    weights = pretrained.read_weights(out)
+    key = "model.layers.1.mlp.up_proj.weight"
+    with pytest.raises(ValueError, match=key.replace(".", r"\.") + ": shape"):
+        pretrained.decoder_model(config, {**weights, key: weights[key][:, :-1]})
+    with pytest.raises(ValueError, match="no tensor 'model.norm.weight'"):
+        pretrained.decoder_model(config, {k: v for k, v in weights.items()
+                                          if k != "model.norm.weight"})
