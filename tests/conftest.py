@@ -1,6 +1,12 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The suite's programs are small and compiled once each, so compiling dominates its time:
+# without LLVM's optimisations XLA compiles them about 1.7x faster. Results are checked, not
+# timed, here (benchmarks run with the default flags).
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+if FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE).strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

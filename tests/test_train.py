@@ -98,7 +98,8 @@ def test_one_device_equals_four_simulated_devices(init_dir, tmp_path):
             train.train(cfg, out, init=init_dir, quiet=True, gif_boards=0)
         else:
             env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
-                       XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+                       XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
+                                 f"--xla_force_host_platform_device_count={devices}")
             subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(options), out, init_dir],
                            check=True, env=env, cwd=ROOT, timeout=600)
         runs[devices] = without_timings(loop.read_metrics(out))
