@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -95,6 +96,7 @@ class APIPolicy:
         self.saved = _read_results(results) if results else {}
         self.errors = 0  # requests that failed for good, over this policy's life
         self.asked = 0  # requests sent (not answered from the results file)
+        self._count = threading.Lock()
 
     def __repr__(self) -> str:  # never shows the key
         return f"APIPolicy({self.url!r}, model={self.model!r})"
@@ -129,7 +131,8 @@ class APIPolicy:
         return [r or "" for r in replies]
 
     def _ask(self, prompt: str, frame: np.ndarray) -> str:
-        self.asked += 1
+        with self._count:
+            self.asked += 1
         body = json.dumps(chat_request(self.model, prompt, frame, self.max_tokens,
                                        self.temperature)).encode()
         headers = {"Content-Type": "application/json"}
