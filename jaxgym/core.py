@@ -138,6 +138,9 @@ class Env(abc.ABC):
     cell_separator: ClassVar[str] = " | "
     """What joins the cell names of a row in perception text (rows are joined by newlines)."""
 
+    paper_warm_up: ClassVar[int] = 0
+    """Random legal moves a board takes before the paper's evaluation protocol plays it."""
+
     @abc.abstractmethod
     def instructions(self) -> str:
         """The whole prompt shown with the board image: the rules, then the answer format."""

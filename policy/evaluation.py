@@ -160,15 +160,15 @@ def evaluate(games: GameSet, policy, boards: int = 256, steps: int = 1, seed: in
     paper = protocol == "paper"
     if paper:
         states = tuple(warm_up(env, s, jax.random.fold_in(episodes.eval_key(seed), g),
-                               PAPER_PROTOCOL["warm_up"].get(env.name, 0))
+                               env.paper_warm_up)
                        for g, (env, s) in enumerate(zip(games.envs, states)))
     return play(games, policy, states, steps, seed, record, progress, auto_reset=paper)
 
 
 PROTOCOLS = ("jaxgym", "paper")
-PAPER_PROTOCOL = dict(boards=10, steps=100, warm_up={"2048": 100})
-"""The paper's evaluation: 10 boards, 100 moves each, scored by `hit_rate`; 2048's boards
-after 100 random warm-up moves."""
+PAPER_PROTOCOL = dict(boards=10, steps=100)
+"""The paper's evaluation: 10 boards, 100 moves each, scored by `hit_rate`; each board first
+takes its game's `paper_warm_up` random moves (2048: 100)."""
 
 
 @functools.partial(jax.jit, static_argnames=("env", "moves"))

@@ -78,9 +78,9 @@ def test_the_vector_env_steps_every_board_and_deals_ended_ones_afresh():
     envs.close()
 
 
-@pytest.mark.parametrize("game", sorted(jaxgym_gym.ENV_IDS))
+@pytest.mark.parametrize("game", sorted(jaxgym.list_games()))
 def test_gymnasiums_env_checker_passes(game):
-    env = gymnasium.make(jaxgym_gym.ENV_IDS[game], preset="easy").unwrapped
+    env = gymnasium.make(jaxgym_gym.env_id(game), preset="easy").unwrapped
     check_env(env, skip_render_check=True)
     frame, _ = env.reset(seed=0)
     assert env.observation_space.contains(frame)

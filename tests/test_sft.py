@@ -132,7 +132,8 @@ def test_evaluate_baselines():
     tok = tokenization.default()
     expert, _ = evaluation.evaluate(games, evaluation.TextPolicy("expert", tok), boards=8,
                                     steps=2, progress=False)
-    assert expert == dict(valid_move_rate=1.0, mean_game_reward=expert["mean_game_reward"],
+    assert expert == dict(valid_move_rate=1.0, hit_rate=1.0,
+                          mean_game_reward=expert["mean_game_reward"],
                           perception_exact=1.0, format_rate=1.0)
     assert expert["mean_game_reward"] >= 6
     random, _ = evaluation.evaluate(games, evaluation.TextPolicy("random", tok), boards=8,

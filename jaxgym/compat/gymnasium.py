@@ -1,7 +1,7 @@
 """jaxgym's games as `gymnasium` environments (`pip install -e ".[gym]"`).
 
     import gymnasium as gym
-    import jaxgym.compat.gymnasium  # registers jaxgym/Swap-v0, ShisenSho-v0, ShisenShoImages-v0, 2048-v0
+    import jaxgym.compat.gymnasium  # registers jaxgym/Swap-v0, Shisensho-v0, ShisenshoImages-v0, 2048-v0
     envs = gym.make_vec("jaxgym/Swap-v0", num_envs=1024, vectorization_mode="vector_entry_point")
     frames, info = envs.reset(seed=0)        # uint8[1024, H, W, 3]
     frames, rewards, terminated, truncated, info = envs.step(envs.action_space.sample())
@@ -30,8 +30,12 @@ import jaxgym
 import render
 from jaxgym import text
 
-ENV_IDS = {"swap": "jaxgym/Swap-v0", "shisensho": "jaxgym/ShisenSho-v0",
-           "shisensho-images": "jaxgym/ShisenShoImages-v0", "2048": "jaxgym/2048-v0"}
+
+
+def env_id(game: str) -> str:
+    """The gymnasium id of a registered game: "swap" -> "jaxgym/Swap-v0",
+    "shisensho-images" -> "jaxgym/ShisenshoImages-v0"."""
+    return "jaxgym/" + game.title().replace("-", "") + "-v0"
 
 
 class _Boards:
@@ -150,9 +154,9 @@ def _first(info: dict) -> dict:
 
 def register() -> None:
     """Register every game's id (done on import)."""
-    for game, env_id in ENV_IDS.items():
-        if env_id not in gymnasium.registry:
-            gymnasium.register(env_id, entry_point=f"{__name__}:JaxgymEnv",
+    for game in jaxgym.list_games():
+        if env_id(game) not in gymnasium.registry:
+            gymnasium.register(env_id(game), entry_point=f"{__name__}:JaxgymEnv",
                                vector_entry_point=f"{__name__}:JaxgymVectorEnv",
                                kwargs={"game": game})
 

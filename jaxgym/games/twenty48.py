@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -329,6 +330,7 @@ class Twenty48(Env):
 
     size: int = 4
     tile_px: int = 64
+    paper_warm_up: ClassVar[int] = 100  # the paper evaluates 2048 after 100 random moves
 
     def validate(self) -> None:
         require(isinstance(self.size, int) and not isinstance(self.size, bool),
