@@ -128,13 +128,56 @@ def config(name: str, **overrides: Any) -> ModelConfig:
 def rotary(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
     """Rotate x: [..., S, heads, d] by positions: int32[..., S] (Hugging Face's rotate-half
     layout: the first d/2 features pair with the last d/2)."""
+    angles = positions[..., None].astype(jnp.float32) * _inv_freq(x.shape[-1], theta)
+    return _rotate(x, angles)
+
+
+def mrotary(x: jax.Array, positions: jax.Array, theta: float,
+            section: tuple[int, ...]) -> jax.Array:
+    """Qwen2-VL's multimodal rotary (M-RoPE): x: [..., S, heads, d] rotated by positions:
+    int32[3, ..., S] (time, height, width). The d/2 frequencies are split into chunks of
+    `section` (summing to d/2); chunk c turns with position axis c % 3. With the three axes
+    equal (text) it is `rotary`."""
+    axis = np.repeat(np.arange(len(section)) % 3, section)  # [d/2]: each frequency's axis
+    by_frequency = jnp.moveaxis(positions[axis], 0, -1).astype(jnp.float32)  # [..., S, d/2]
+    return _rotate(x, by_frequency * _inv_freq(x.shape[-1], theta))
+
+
+def _inv_freq(d: int, theta: float) -> jax.Array:
+    half = d // 2
+    return 1.0 / theta ** (jnp.arange(half, dtype=jnp.float32) / half)
+
+
+def _rotate(x: jax.Array, angles: jax.Array) -> jax.Array:
+    """x: [..., S, heads, d] turned by angles: float32[..., S, d/2]."""
     half = x.shape[-1] // 2
-    inv_freq = 1.0 / theta ** (jnp.arange(half, dtype=jnp.float32) / half)
-    angles = positions[..., None].astype(jnp.float32) * inv_freq  # [..., S, half]
     cos, sin = jnp.cos(angles)[..., None, :], jnp.sin(angles)[..., None, :]
     first, second = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
     out = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
     return out.astype(x.dtype)
+
+
+def mrope_positions(is_image: jax.Array, valid: jax.Array,
+                    grid: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
+    """Qwen2-VL's position ids: (int32[3, B, T] (time, height, width), int32[B] delta).
+    is_image: bool[B, T], the image placeholders (whole images of `grid` = (rows, cols)
+    image tokens each, after the patch merge); valid: bool[B, T], False on padding (its ids
+    are 0). Text counts one position a token; an image starting at position p spans rows
+    p..p+rows-1 and columns p..p+cols-1, all at time p, and the text after it resumes at
+    p + max(rows, cols). `delta` is what a token appended after the sequence adds to its
+    index: position = index + delta."""
+    rows, cols = grid
+    size = rows * cols
+    is_image, valid = is_image & valid, valid
+    images_before = jnp.cumsum(is_image, axis=1) - is_image  # image tokens before each token
+    text_before = jnp.cumsum(valid & ~is_image, axis=1) - (valid & ~is_image)
+    start = text_before + (images_before // size) * max(rows, cols)  # where its span starts
+    within = images_before % size
+    image = jnp.stack([start, start + within // cols, start + within % cols])
+    positions = jnp.where(is_image, image, start[None])
+    positions = jnp.where(valid, positions, 0).astype(jnp.int32)
+    delta = positions.max(axis=(0, 2)) + 1 - valid.sum(1)
+    return positions, delta.astype(jnp.int32)
 
 
 def rotary_2d(x: jax.Array, rows: jax.Array, cols: jax.Array, theta: float) -> jax.Array:

@@ -7,9 +7,11 @@ weights, and the decoder's weights into the policy's model.
 
 Nothing is downloaded: the folder is the user's. What is here so far is the config, the
 weights and the text decoder (embeddings, layers, norm, head), whose logits match
-transformers' on text (tests/test_pretrained.py); the vision tower's Qwen layouts (Conv3d patch
-embedding, window attention, the 2.5 SwiGLU blocks) and M-RoPE over image tokens are not
-implemented yet (issue 14).
+transformers' on text, and M-RoPE's position ids and rotation (`model.mrope_positions`,
+`model.mrotary`), which match transformers' (tests/test_pretrained.py). Not yet: M-RoPE
+inside the decoder's attention, and the vision tower's Qwen layouts (Conv3d patch embedding,
+window attention, the 2.5 SwiGLU blocks); until then a checkpoint's images are not read as it
+reads them (issue 14).
 """
 
 from __future__ import annotations

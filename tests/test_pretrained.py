@@ -141,3 +141,45 @@ def test_clear_errors(folder, tmp_path):
     with pytest.raises(ValueError, match="no tensor 'model.norm.weight'"):
         pretrained.decoder_model(config, {k: v for k, v in weights.items()
                                           if k != "model.norm.weight"})
+
+
+def test_mrope_positions_and_rotation_match_transformers(folder):
+    """Two rows, left-padded, each: text, an image of 2 x 3 merged tokens, text."""
+    import jax.numpy as jnp
+
+    from policy import model as vlm
+
+    variant, tied, model, out = folder
+    rows, cols = 2, 3
+    image = [TOKENS["vision_start_token_id"]] + [TOKENS["image_token_id"]] * (rows * cols) + [
+        TOKENS["vision_end_token_id"]]
+    sequences = [[5, 6, 7] + image + [8, 9], [5] + image + [8, 9, 10, 11]]
+    width = max(map(len, sequences)) + 1
+    ids = np.zeros((2, width), np.int64)
+    mask = np.zeros((2, width), np.int64)
+    for b, seq in enumerate(sequences):
+        ids[b, width - len(seq):], mask[b, width - len(seq):] = seq, 1
+    is_image = ids == TOKENS["image_token_id"]
+    grid = torch.tensor([[1, 2 * rows, 2 * cols]] * 2)  # patches, before the 2x2 merge
+    theirs, delta = model.model.get_rope_index(
+        torch.tensor(ids), mm_token_type_ids=torch.tensor(is_image.astype(np.int64)),
+        image_grid_thw=grid, attention_mask=torch.tensor(mask))
+    ours, our_delta = vlm.mrope_positions(jnp.asarray(is_image), jnp.asarray(mask.astype(bool)),
+                                          (rows, cols))
+    valid = mask.astype(bool)
+    np.testing.assert_array_equal(np.asarray(ours)[:, valid], theirs.numpy()[:, valid])
+    np.testing.assert_array_equal(np.asarray(our_delta), delta.numpy().ravel())
+    # the rotation: q * cos + rotate_half(q) * sin with transformers' M-RoPE cos and sin
+    config = pretrained.read_config(out)
+    q = np.random.default_rng(1).normal(size=(2, width, config.heads, 16)).astype(np.float32)
+    cos, sin = model.model.language_model.rotary_emb(torch.zeros(1), theirs)
+    cos, sin = cos.numpy()[:, :, None], sin.numpy()[:, :, None]
+    half = np.concatenate([-q[..., 8:], q[..., :8]], -1)
+    got = vlm.mrotary(jnp.asarray(q), jnp.asarray(theirs.numpy()), config.rope_theta,
+                      config.mrope_section)
+    np.testing.assert_allclose(np.asarray(got), q * cos + half * sin, atol=1e-5)
+    # text only (three equal axes): M-RoPE is the 1-D rotary
+    line = jnp.broadcast_to(jnp.arange(width), (2, width))
+    np.testing.assert_allclose(
+        np.asarray(vlm.mrotary(jnp.asarray(q), jnp.stack([line] * 3), 1e6, (2, 3, 3))),
+        np.asarray(vlm.rotary(jnp.asarray(q), line, 1e6)), atol=1e-6)
