@@ -152,8 +152,9 @@ def evaluate(games: GameSet, policy, boards: int = 256, steps: int = 1, seed: in
              record: int = 0, progress: bool = True,
              protocol: str = "jaxgym") -> tuple[dict, list]:
     """`play` on `boards` fresh held-out boards (split evenly over the games of a mix).
-    `protocol="paper"`: as the paper evaluates (`PAPER_PROTOCOL`): 2048's boards first take
-    100 random legal moves, and a board whose episode ends is dealt afresh."""
+    `protocol="paper"`: as the paper evaluates (`PAPER_PROTOCOL`): each board first takes its
+    game's `paper_warm_up` random legal moves (2048: 100), and a board whose episode ends is
+    dealt afresh."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     states = games.deal(episodes.eval_key(seed), boards, 0)
