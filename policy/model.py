@@ -50,6 +50,10 @@ class ModelConfig:
     kv_heads: int = 2
     mlp_width: int = 384
     rope_theta: float = 10_000.0
+    # Qwen2-VL's M-RoPE: the head's d/2 rotary frequencies split into chunks turning with the
+    # (time, height, width) positions in turn (`mrotary`); positions are then int32[3, B, T].
+    # Empty: 1-D rotary, positions int32[B, T].
+    mrope_section: tuple[int, ...] = ()
     # Learned absolute positions added to the decoder's input, image tokens included (0: none,
     # as in Qwen2-VL): rotary positions reach only the attention scores, so without them no
     # token's value says where it is, and a move's coordinates cannot be read off the board.
@@ -70,12 +74,15 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype; parameters stay float32
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "mrope_section", tuple(self.mrope_section))  # JSON: a list
         checks = [
             (self.width % self.heads == 0, "width must be a multiple of heads"),
             (self.heads % self.kv_heads == 0, "heads must be a multiple of kv_heads"),
             (self.vision_width % self.vision_heads == 0, "vision_width must be a multiple of heads"),
             ((self.width // self.heads) % 2 == 0, "the decoder's head size must be even"),
             ((self.vision_width // self.vision_heads) % 4 == 0, "the ViT head size must be 4k"),
+            (not self.mrope_section or 2 * sum(self.mrope_section) == self.width // self.heads,
+             "mrope_section must sum to half the decoder's head size"),
             (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
         ]
         for ok, message in checks:
@@ -313,9 +320,9 @@ class Attention(nnx.Module):
         contiguous [M, hd] blocks and a decode step writes one slot in place."""
         cfg = self.cfg
         b, s, _ = x.shape
-        q = rotary(self.q_proj(x).reshape(b, s, cfg.heads, cfg.head_dim), positions, cfg.rope_theta)
-        k = rotary(self.k_proj(x).reshape(b, s, cfg.kv_heads, cfg.head_dim), positions,
-                   cfg.rope_theta).transpose(0, 2, 1, 3)
+        q = self._rotary(self.q_proj(x).reshape(b, s, cfg.heads, cfg.head_dim), positions)
+        k = self._rotary(self.k_proj(x).reshape(b, s, cfg.kv_heads, cfg.head_dim),
+                         positions).transpose(0, 2, 1, 3)
         v = self.v_proj(x).reshape(b, s, cfg.kv_heads, cfg.head_dim).transpose(0, 2, 1, 3)
         if buffer is not None:
             k = jax.lax.dynamic_update_slice_in_dim(buffer[0], k.astype(buffer[0].dtype), start, 2)
@@ -328,6 +335,11 @@ class Attention(nnx.Module):
         out = self._attend(q / np.sqrt(cfg.head_dim), k, v, allowed, context, bias)
         out = out.transpose(0, 3, 1, 2, 4).reshape(b, s, cfg.heads * cfg.head_dim)
         return self.o_proj(out), (k, v)
+
+    def _rotary(self, x: jax.Array, positions: jax.Array) -> jax.Array:
+        if self.cfg.mrope_section:
+            return mrotary(x, positions, self.cfg.rope_theta, self.cfg.mrope_section)
+        return rotary(x, positions, self.cfg.rope_theta)
 
     @staticmethod
     def _attend(q, k, v, allowed, context, bias=None):

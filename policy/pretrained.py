@@ -6,12 +6,13 @@ weights, and the decoder's weights into the policy's model.
     model = decoder_model(config, weights)               # the text decoder, weights in
 
 Nothing is downloaded: the folder is the user's. What is here so far is the config, the
-weights and the text decoder (embeddings, layers, norm, head), whose logits match
-transformers' on text, and M-RoPE's position ids and rotation (`model.mrope_positions`,
-`model.mrotary`), which match transformers' (tests/test_pretrained.py). Not yet: M-RoPE
-inside the decoder's attention, and the vision tower's Qwen layouts (Conv3d patch embedding,
-window attention, the 2.5 SwiGLU blocks); until then a checkpoint's images are not read as it
-reads them (issue 14).
+weights and the text decoder (embeddings, layers, norm, head) with M-RoPE
+(`ModelConfig.mrope_section`; positions from `model.mrope_positions`), whose logits match
+transformers' within 1e-4 on text and on input embeddings at an image's positions
+(`embedded_logits`; tests/test_pretrained.py). Not yet: the vision tower's Qwen layouts
+(Conv3d patch embedding, pixel normalisation, its rotary, window attention, the 2.5 SwiGLU
+blocks), M-RoPE through `VLM.__call__` / prefill / the cached decode, the checkpoint's
+tokenizer, and the CLIs' `--model DIR` (issue 14).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class PretrainedConfig:
         return vlm.ModelConfig(
             vocab_size=self.vocab_size, width=self.width, depth=self.depth, heads=self.heads,
             kv_heads=self.kv_heads, mlp_width=self.mlp_width, rope_theta=self.rope_theta,
-            learned_positions=0, embed_std=None, recency_bias=False, norm_eps=self.norm_eps,
+            mrope_section=self.mrope_section, learned_positions=0, embed_std=None, recency_bias=False, norm_eps=self.norm_eps,
             tie_embeddings=self.tie_embeddings, dtype=dtype)
 
 
@@ -173,9 +174,19 @@ def decoder_model(config: PretrainedConfig, weights: dict[str, jax.Array],
 
 def text_logits(model: vlm.VLM, tokens: np.ndarray) -> jax.Array:
     """float32[B, T, vocab]: the decoder's logits for text-only token ids int32[B, T] (no image:
-    M-RoPE's three position ids are then all equal, i.e. 1-D rotary)."""
+    M-RoPE's three position ids are all equal)."""
     tokens = jnp.asarray(tokens, jnp.int32)
-    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-    x = model.model.embed_tokens(tokens)
-    x, _ = model._layers(x, positions, None, 0, jnp.ones(tokens.shape, bool), positions)
+    line = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+    positions = jnp.stack([line] * 3) if model.cfg.mrope_section else line
+    return embedded_logits(model, model.model.embed_tokens(tokens), positions,
+                           jnp.ones(tokens.shape, bool))
+
+
+def embedded_logits(model: vlm.VLM, x: jax.Array, positions: jax.Array,
+                    valid: jax.Array) -> jax.Array:
+    """float32[B, T, vocab]: the decoder on input embeddings x: [B, T, width] (text and image
+    tokens alike), at positions int32[3, B, T] (M-RoPE; `model.mrope_positions`) or int32[B, T];
+    valid: bool[B, T], False on left padding."""
+    line = positions[0] if model.cfg.mrope_section else positions  # for the recency bias
+    x, _ = model._layers(x, positions, None, 0, valid, line)
     return model.logits(x)

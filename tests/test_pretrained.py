@@ -3,6 +3,7 @@
 layouts, one file or shards, bfloat16, clear errors, and the text decoder's logits against
 transformers'. Needs the `hf` extra (torch, transformers); skipped without it."""
 
+import copy
 import json
 import os
 import shutil
@@ -112,8 +113,7 @@ def test_shards_and_bfloat16_load_like_one_file(folder, tmp_path):
     assert sharded.keys() == one.keys()
     for key in one:
         np.testing.assert_array_equal(np.asarray(sharded[key]), np.asarray(one[key]))
-    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
-    model.to(torch.float32)
+    copy.deepcopy(model).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
     half = pretrained.read_weights(str(tmp_path / "bf16"))
     key = "model.embed_tokens.weight"
     assert half[key].dtype == np.float32
@@ -183,3 +183,35 @@ def test_mrope_positions_and_rotation_match_transformers(folder):
     np.testing.assert_allclose(
         np.asarray(vlm.mrotary(jnp.asarray(q), jnp.stack([line] * 3), 1e6, (2, 3, 3))),
         np.asarray(vlm.rotary(jnp.asarray(q), line, 1e6)), atol=1e-6)
+
+
+def test_the_decoder_with_mrope_matches_transformers_on_image_positions(folder):
+    """The decoder on the same input embeddings (image tokens included) at M-RoPE positions
+    of left-padded rows with an image: logits within 1e-4 of transformers'."""
+    import jax.numpy as jnp
+
+    from policy import model as vlm
+
+    variant, tied, model, out = folder
+    config = pretrained.read_config(out)
+    ours = pretrained.decoder_model(config, pretrained.read_weights(out))
+    rows, cols = 2, 2
+    image = [TOKENS["vision_start_token_id"]] + [TOKENS["image_token_id"]] * 4 + [
+        TOKENS["vision_end_token_id"]]
+    sequences = [[5, 6] + image + [8, 9, 10], [5] + image + [8]]
+    width = max(map(len, sequences))
+    ids = np.zeros((2, width), np.int64)
+    mask = np.zeros((2, width), bool)
+    for b, seq in enumerate(sequences):
+        ids[b, width - len(seq):], mask[b, width - len(seq):] = seq, True
+    is_image = ids == TOKENS["image_token_id"]
+    positions, _ = vlm.mrope_positions(jnp.asarray(is_image), jnp.asarray(mask), (rows, cols))
+    embeds = np.random.default_rng(2).normal(0, 0.5, (2, width, config.width)).astype(np.float32)
+    with torch.no_grad():
+        hidden = model.model.language_model(
+            inputs_embeds=torch.tensor(embeds), attention_mask=torch.tensor(mask.astype(np.int64)),
+            position_ids=torch.tensor(np.asarray(positions).astype(np.int64))).last_hidden_state
+        theirs = model.lm_head(hidden).numpy()
+    got = np.asarray(pretrained.embedded_logits(ours, jnp.asarray(embeds), positions,
+                                                jnp.asarray(mask)))
+    np.testing.assert_allclose(got[mask], theirs[mask], atol=1e-4, rtol=0)
