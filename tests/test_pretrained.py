@@ -215,3 +215,27 @@ def test_the_decoder_with_mrope_matches_transformers_on_image_positions(folder):
     got = np.asarray(pretrained.embedded_logits(ours, jnp.asarray(embeds), positions,
                                                 jnp.asarray(mask)))
     np.testing.assert_allclose(got[mask], theirs[mask], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(56, 84), (84, 140)])  # 84 x 140: windows cut at the edges
+def test_the_vision_tower_matches_transformers(folder, size):
+    import jax.numpy as jnp
+
+    from policy import qwen_vision
+
+    variant, tied, model, out = folder
+    config = pretrained.read_config(out)
+    frame = np.random.default_rng(sum(size)).integers(0, 256, (1,) + size + (3,), np.uint8)
+    processed = transformers.Qwen2VLImageProcessor(do_resize=False)(images=[frame[0]],
+                                                                     return_tensors="pt")
+    ours, _, _ = qwen_vision.patches(jnp.asarray(frame), config)
+    np.testing.assert_allclose(np.asarray(ours[0]), processed["pixel_values"].numpy(), atol=1e-5)
+    with torch.no_grad():
+        theirs = model.model.visual(processed["pixel_values"],
+                                    grid_thw=processed["image_grid_thw"]).pooler_output.numpy()
+    got = np.asarray(qwen_vision.image_tokens(pretrained.read_weights(out), config,
+                                              jnp.asarray(frame)))[0]
+    assert got.shape == theirs.shape == (size[0] * size[1] // 28 ** 2, config.width)
+    np.testing.assert_allclose(got, theirs, atol=1e-4 * np.abs(theirs).max(), rtol=0)
+    with pytest.raises(ValueError, match="multiple of 28"):
+        qwen_vision.patches(jnp.zeros((1, 30, 56, 3), jnp.uint8), config)
