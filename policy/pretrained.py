@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from safetensors import safe_open
 
-from policy import model as vlm
+from policy import model as vlm, qwen_vision
 
 ARCHITECTURES = {"Qwen2VLForConditionalGeneration": "qwen2-vl",
                  "Qwen2_5_VLForConditionalGeneration": "qwen2.5-vl"}
@@ -128,8 +129,6 @@ def read_config(folder: str) -> PretrainedConfig:
 def read_weights(folder: str, dtype: Any = jnp.float32) -> dict[str, jax.Array]:
     """Every tensor of the folder, one file or sharded (`model.safetensors.index.json`), as
     `dtype` (bfloat16 checkpoints are read as they are stored, then cast)."""
-    from safetensors import safe_open
-
     index = os.path.join(folder, INDEX)
     if os.path.exists(index):
         files = sorted(set(_read_json(index)["weight_map"].values()))
@@ -178,8 +177,6 @@ def logits(model: vlm.VLM, weights: dict, config: PretrainedConfig, tokens: jax.
     (`<|image_pad|>` once per image token) and frames uint8[B, H, W, 3]; valid: bool[B, T],
     False on left padding. The image tokens come from `qwen_vision.image_tokens`, the
     positions from `model.mrope_positions`."""
-    from policy import qwen_vision
-
     tokens = jnp.asarray(tokens, jnp.int32)
     image = qwen_vision.image_tokens(weights, config, jnp.asarray(frames))  # [B, N, width]
     x = model.model.embed_tokens(tokens)
