@@ -167,17 +167,25 @@ def deal(env: Env, key: jax.Array, batch: int, max_random_moves: int = 0) -> Sta
     deal_key, count_key, move_key = jax.random.split(key, 3)
     states = jax.vmap(env.reset)(jax.random.split(deal_key, batch))
     moves = jax.random.randint(count_key, (batch,), 0, max_random_moves + 1)
+    states = random_moves(env, states, move_key, moves, max_random_moves)
+    return states.replace(step_count=jnp.zeros_like(states.step_count))
+
+
+def random_moves(env: Env, states: State, key: jax.Array, moves: jax.Array,
+                 max_moves: int) -> State:
+    """Board b of the batch advanced by moves[b] (<= max_moves, static) uniformly random legal
+    moves, stopping before a move that would end its episode. jit-able."""
+    batch = len(states.board)
 
     def advance(states, k):
-        keys = jax.random.split(jax.random.fold_in(move_key, k), batch)
+        keys = jax.random.split(jax.random.fold_in(key, k), batch)
         actions = jax.vmap(random_legal_action)(keys, states.legal_action_mask)
         stepped = jax.vmap(env.step)(states, actions)
         keep = (k < moves) & ~stepped.terminated
         return jax.tree.map(lambda new, old: jnp.where(
             keep.reshape((-1,) + (1,) * (new.ndim - 1)), new, old), stepped, states), None
 
-    states, _ = jax.lax.scan(advance, states, jnp.arange(max_random_moves))
-    return states.replace(step_count=jnp.zeros_like(states.step_count))
+    return jax.lax.scan(advance, states, jnp.arange(max_moves))[0]
 
 
 def make_mix(counts: Mapping[str, int], preset: str | None = None, **options: Any) -> MultiGame:

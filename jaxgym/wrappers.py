@@ -33,6 +33,11 @@ class AutoReset:
         return self.env.reset(key)
 
     def step(self, state: State, action: Any) -> State:
+        return self.step_and_final(state, action)[0]
+
+    def step_and_final(self, state: State, action: Any) -> tuple[State, State]:
+        """(`step`'s state, the state the move left before any fresh deal): the second holds
+        the finished boards, e.g. for a gymnasium vector env's `final_obs`."""
         batched = state.board.ndim > len(self.env.board_shape)
         over_batch = jax.vmap if batched else (lambda f: f)
         # A fresh board still shows the finished episode's flags; play it as live.
@@ -55,4 +60,4 @@ class AutoReset:
 
             return jax.tree.map(pick, fresh, moved)
 
-        return jax.lax.cond(jnp.any(moved.done), deal_where_done, lambda s: s, moved)
+        return jax.lax.cond(jnp.any(moved.done), deal_where_done, lambda s: s, moved), moved

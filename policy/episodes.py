@@ -203,20 +203,23 @@ class GameSet:
               mask: jax.Array, jit: bool = False) -> Rewards:
         """Rewards of B responses, each by its board's game (`jit`: the cached compiled
         functions, for calls outside a jitted step)."""
-        out, start = [], 0
-        for env, state in zip(self.envs, states):
-            n = len(state.board)
+        def one_game(env, state, rows):
             fn = compiled_rewards(env, tokenizer) if jit else RewardFn(env, tokenizer)
-            out.append(fn(state, tokens[start:start + n], mask[start:start + n]))
-            start += n
-        return Rewards(*(jnp.concatenate(field) for field in zip(*out)))
+            return fn(state, tokens[rows], mask[rows])
+
+        return self._per_game(states, one_game)
 
     def score_texts(self, states: tuple[State, ...], texts: list) -> Rewards:
         """`score` of B response texts (any characters, any tokenizer's; not text: invalid)."""
+        return self._per_game(states, lambda env, state, rows: host_rewards(env, state,
+                                                                            texts[rows]))
+
+    def _per_game(self, states: tuple[State, ...], fn) -> Rewards:
+        """fn(env, state, rows: slice of the batch) for each game, concatenated."""
         out, start = [], 0
         for env, state in zip(self.envs, states):
             n = len(state.board)
-            out.append(host_rewards(env, state, texts[start:start + n]))
+            out.append(fn(env, state, slice(start, start + n)))
             start += n
         return Rewards(*(jnp.concatenate(field) for field in zip(*out)))
 

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 import render
-from jaxgym import random_legal_action, text as game_text
+from jaxgym import multigame, text as game_text
 from policy import checkpoint, episodes, sample, tokenizer as tokenization
 from policy.episodes import GameSet
 
@@ -174,18 +174,10 @@ takes its game's `paper_warm_up` random moves (2048: 100)."""
 
 @functools.partial(jax.jit, static_argnames=("env", "moves"))
 def warm_up(env, states, key: jax.Array, moves: int):
-    """Every board advanced by `moves` uniformly random legal moves, a board stopping before a
-    move would end its episode; step counts start again at 0."""
-
-    def advance(states, k):
-        keys = jax.random.split(jax.random.fold_in(key, k), len(states.board))
-        stepped = jax.vmap(env.step)(states, jax.vmap(random_legal_action)(
-            keys, states.legal_action_mask))
-        keep = ~stepped.done
-        return jax.tree.map(lambda new, old: jnp.where(
-            keep.reshape((-1,) + (1,) * (new.ndim - 1)), new, old), stepped, states), None
-
-    states, _ = jax.lax.scan(advance, states, jnp.arange(moves))
+    """Every board advanced by `moves` uniformly random legal moves (`multigame.random_moves`),
+    a board stopping before a move would end its episode; step counts start again at 0."""
+    counts = jnp.full((len(states.board),), moves, jnp.int32)
+    states = multigame.random_moves(env, states, key, counts, moves)
     return states.replace(step_count=jnp.zeros_like(states.step_count))
 
 

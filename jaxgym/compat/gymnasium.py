@@ -31,7 +31,6 @@ import render
 from jaxgym import text
 
 
-
 def env_id(game: str) -> str:
     """The gymnasium id of a registered game: "swap" -> "jaxgym/Swap-v0",
     "shisensho-images" -> "jaxgym/ShisenshoImages-v0"."""
@@ -49,18 +48,7 @@ class _Boards:
         self.resets = jax.jit(lambda key: jax.vmap(env.reset)(jax.random.split(key, num_envs)))
         self.draw = jax.jit(lambda states: render.frames(env, states))
 
-        @jax.jit
-        def step(states, actions):
-            live = states.replace(terminated=jnp.zeros_like(states.terminated),
-                                  truncated=jnp.zeros_like(states.truncated))
-            moved = jax.vmap(env.step)(live, actions)
-            fresh = jax.vmap(lambda k: env.reset(jax.random.split(k)[0]))(moved.key)
-            after = jax.tree.map(lambda f, m: jnp.where(
-                moved.done.reshape((-1,) + (1,) * (m.ndim - 1)), f, m), fresh, moved)
-            return moved, after.replace(reward=moved.reward, terminated=moved.terminated,
-                                        truncated=moved.truncated)
-
-        self.step = step
+        self.step = jax.jit(jaxgym.AutoReset(env).step_and_final)  # (next, finished)
 
     def info(self, states) -> dict[str, Any]:
         perception = np.array([text.describe_board(self.env, b)
@@ -106,7 +94,7 @@ class JaxgymVectorEnv(gymnasium.vector.VectorEnv):
     def step(self, actions):
         if self.states is None:
             raise RuntimeError("call reset() before step()")
-        moved, self.states = self.boards.step(self.states, self.boards.actions(actions))
+        self.states, moved = self.boards.step(self.states, self.boards.actions(actions))
         info = self.boards.info(self.states)
         done = np.asarray(moved.done)
         if done.any():
