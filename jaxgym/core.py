@@ -243,15 +243,55 @@ def is_legal(mask: jax.Array, action: jax.Array) -> jax.Array:
     return in_range & mask[jnp.clip(action, 0, mask.shape[-1] - 1)]
 
 
+SAMPLE_BLOCK = 256
+"""Masks longer than this are sampled in two levels (`random_legal_action`)."""
+
+
 def random_legal_action(key: jax.Array, mask: jax.Array) -> jax.Array:
     """int32[]: a uniformly random legal action, or INVALID_ACTION when none is legal.
 
     Gives every action 32 hashed random bits from one seed (`jaxgym.chance`) and takes the
-    legal action with the largest: linear in num_actions and cheap per action, which matters for
-    Shisen-Sho's 10,296 pairs at large batches (a cumsum there lowers to a quadratic window sum
-    on the CPU, and a threefry draw per action costs far more than the hash).
+    legal action with the largest. A mask longer than `SAMPLE_BLOCK` (Shisen-Sho's 10,296
+    pairs) is cut into blocks: a block is drawn with probability proportional to its legal
+    actions, then an action within it as above, so each legal action still has probability
+    1 / (legal actions), and the hashing and the arg-max (a slow reduction on the CPU) cover
+    one block instead of the whole mask. The one pass over the mask left is a block count.
     """
-    bits = chance.cell_bits(chance.seed_from_key(key), 0, mask.shape) | jnp.uint32(1)
+    n = mask.shape[-1]
+    seed = chance.seed_from_key(key)
+    if n <= SAMPLE_BLOCK:
+        return _pick_largest(seed, mask)
+    counts = _block_counts(mask)
+    # legal actions up to each block's end, as a triangular sum (a cumsum is a slow
+    # reduce-window on the CPU)
+    blocks = counts.shape[0]
+    upto = np.tril(np.ones((blocks, blocks), bool))
+    legal_ends = jnp.sum(jnp.where(upto, counts[None, :], 0), axis=1)
+    total = legal_ends[-1]
+    # the r-th legal action, r uniform below total (modulo bias under total / 2**32)
+    r = chance.cell_bits(seed, 1, ()) % jnp.maximum(total, 1).astype(jnp.uint32)
+    block = jnp.minimum(jnp.sum(legal_ends.astype(jnp.uint32) <= r), blocks - 1).astype(jnp.int32)
+    in_block = block * SAMPLE_BLOCK + jnp.arange(SAMPLE_BLOCK)
+    action = block * SAMPLE_BLOCK + _pick_largest(seed, mask.at[in_block].get(mode="fill", fill_value=False))
+    return jnp.where(total > 0, action, INVALID_ACTION)
+
+
+def _block_counts(mask: jax.Array) -> jax.Array:
+    """int32[blocks]: legal actions in each `SAMPLE_BLOCK` of the mask, the last one short.
+    Summed 32 at a time and without padding the mask: on the CPU a longer sum, or a pad, is
+    a full-size copy of the mask first."""
+    n = mask.shape[-1]
+    full = n // SAMPLE_BLOCK
+    runs = mask[: full * SAMPLE_BLOCK].reshape(full, SAMPLE_BLOCK // 32, 32)
+    counts = jnp.sum(jnp.sum(runs, axis=2, dtype=jnp.int32), axis=1)
+    if n > full * SAMPLE_BLOCK:
+        counts = jnp.append(counts, jnp.sum(mask[full * SAMPLE_BLOCK:], dtype=jnp.int32))
+    return counts
+
+
+def _pick_largest(seed: jax.Array, mask: jax.Array) -> jax.Array:
+    """int32[]: the legal action with the largest hashed bits; INVALID_ACTION if none."""
+    bits = chance.cell_bits(seed, 0, mask.shape) | jnp.uint32(1)
     action = jnp.argmax(jnp.where(mask, bits, jnp.uint32(0))).astype(jnp.int32)
     return jnp.where(jnp.any(mask), action, INVALID_ACTION)
 

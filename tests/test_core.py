@@ -72,6 +72,20 @@ def test_random_legal_action_is_uniform_over_legal_moves():
     assert int(jaxgym.random_legal_action(jax.random.key(0), jnp.zeros(6, bool))) == jaxgym.INVALID_ACTION
 
 
+def test_random_legal_action_is_uniform_over_a_mask_of_many_blocks():
+    # Shisen-Sho-sized masks are sampled block by block: blocks with one legal action and a
+    # block with many must still give every legal action the same share
+    n = 5 * jaxgym.core.SAMPLE_BLOCK + 17
+    legal = np.array([3, 300, 301, 302, 303, n - 1])
+    mask = jnp.zeros(n, bool).at[legal].set(True)
+    picks = np.asarray(jax.vmap(jaxgym.random_legal_action, (0, None))(
+        jax.random.split(jax.random.key(1), 6000), mask))
+    counts = np.bincount(picks, minlength=n)
+    assert counts.sum() == counts[legal].sum() == 6000
+    assert all(abs(c - 1000) < 120 for c in counts[legal])
+    assert int(jaxgym.random_legal_action(jax.random.key(0), jnp.zeros(n, bool))) == jaxgym.INVALID_ACTION
+
+
 @pytest.mark.parametrize("batched", [True, False])
 def test_auto_reset_deals_fresh_boards_only_when_an_episode_ends(key, batched):
     env = jaxgym.make("swap", preset="easy", max_steps=3)

@@ -160,7 +160,12 @@ def connected_pairs(filled: jax.Array) -> jax.Array:
 
 def legal_mask(types: jax.Array, copies: int) -> jax.Array:
     """bool[num_actions]: pairs of different cells holding the same type, joined by a path.
-    types: int32[rows, cols], -1 empty.
+    types: int32[rows, cols], -1 empty."""
+    return legal_pairs(types, copies)[0]
+
+
+def legal_pairs(types: jax.Array, copies: int) -> tuple[jax.Array, jax.Array]:
+    """(`legal_mask`, bool[]: some pair is legal), the second without a pass over the mask.
 
     Only same-type pairs can be legal, so only they are tested: the cells sorted by type put
     each type's tiles side by side, and while no type is on more than `copies` cells every
@@ -172,20 +177,22 @@ def legal_mask(types: jax.Array, copies: int) -> jax.Array:
     down, across, row_gap, col_gap = line_bitsets(types >= 0)
     order = jnp.sort(types.ravel() * n + jnp.arange(n))  # by type, then cell
     cell, kind = order % n, jnp.where(order >= 0, order // n, -1)
-    row, col = cell // cols, cell % cols
-    down, across = down[cell], across[cell]
-    actions = []
+    # each sorted cell's bitsets and place, gathered once for every d
+    down, across, row, col = jax.lax.optimization_barrier((down[cell], across[cell], cell // cols, cell % cols))
+    legal, actions = [], []
     for d in range(1, min(copies, n)):
         a, b = slice(None, -d), slice(d, None)
         joined = _joined((down[a], down[b]), (across[a], across[b]), row_gap[col[a], col[b]],
                          col_gap[row[a], row[b]], col[a] != col[b], row[a] != row[b])
-        legal = (kind[a] == kind[b]) & (kind[a] >= 0) & joined
-        actions.append(jnp.where(legal, pair_action(cell[a], cell[b], n), n * (n - 1) // 2))
+        legal.append((kind[a] == kind[b]) & (kind[a] >= 0) & joined)
+        actions.append(jnp.where(legal[-1], pair_action(cell[a], cell[b], n), n * (n - 1) // 2))
     mask = jnp.zeros(n * (n - 1) // 2, bool).at[jnp.concatenate(actions)].set(True, mode="drop")
+    some = jnp.any(jnp.concatenate(legal))
     if copies >= n:
-        return mask
+        return mask, some
     crowded = jnp.any((kind[:-copies] == kind[copies:]) & (kind[:-copies] >= 0))
-    return loops.select_rarely(crowded, all_pairs_mask, types, mask)
+    every_pair = lambda t: (lambda m: (m, jnp.any(m)))(all_pairs_mask(t))
+    return loops.select_rarely(crowded, every_pair, types, (mask, some))
 
 
 def all_pairs_mask(types: jax.Array) -> jax.Array:
@@ -363,11 +370,11 @@ class _ShisenShoRules(PairEnv):
         rr, cc = jnp.indices(self.board_shape)
         picked = ((rr == r1) & (cc == c1)) | ((rr == r2) & (cc == c2))
         board = jnp.where(legal & picked, -1, state.board)
-        mask = legal_mask(self.tile_types(board), self.copies)
+        mask, some = legal_pairs(self.tile_types(board), self.copies)
         return state.replace(
             board=board,
             reward=jnp.where(legal, 1.0, -1.0).astype(jnp.float32),
-            terminated=~jnp.any(mask),
+            terminated=~some,
             legal_action_mask=mask,
         )
 
