@@ -8,8 +8,10 @@ from bench import env as bench_env
 def test_env_bench_reports_rates_compile_times_and_the_ceiling(tmp_path, capsys):
     out = tmp_path / "env.json"
     bench_env.main(["--game", "2048", "--preset", "easy", "--batch", "4", "--steps", "1",
-                    "--json", str(out)])
-    result = json.loads(out.read_text())["2048"]
+                    "--repeats", "2", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert report["repeats"] == 2
+    result = report["2048"]
     assert result["rules"]["board_steps_per_s"] > 0 and result["rules"]["compile_s"] > 0
     assert result["render"]["frames_per_s"] > 0 and result["render"]["compile_s"] > 0
     assert result["ceiling"]["frames_per_s"] > 0
