@@ -5,18 +5,26 @@ weights, and the decoder's weights into the policy's model.
     weights = read_weights("Qwen2.5-VL-3B-Instruct")    # key -> array, one file or sharded
     model = decoder_model(config, weights)               # the text decoder, weights in
 
+    config, model, weights, tokenizer = load("Qwen2.5-VL-3B-Instruct")   # all of it
+    ids = prompt_ids(tokenizer, config, env.instructions(), image_token_count(config, frame.shape))
+
+    python -m policy.pretrained Qwen2.5-VL-3B-Instruct --compare   # against transformers
+
 Nothing is downloaded: the folder is the user's. What is here so far: the config, the
 weights, the text decoder with M-RoPE (`ModelConfig.mrope_section`, positions from
-`model.mrope_positions`) and the vision tower (`policy.qwen_vision`); `logits` runs the whole
-checkpoint on token ids and frames. On tiny random checkpoints written by transformers the
-logits agree with transformers' within 1e-4 (Qwen2-VL) and 3e-4 (Qwen2.5-VL), on text, and on
-text with an image in left-padded rows (tests/test_pretrained.py). Not yet: the checkpoint's
-own tokenizer and chat template, M-RoPE through `VLM.__call__` / prefill / the cached decode
-(so sampling), and `--model DIR` on the command lines (issue 14).
+`model.mrope_positions`), the vision tower (`policy.qwen_vision`), the folder's tokenizer and
+chat template (`prompt_ids`, the image placeholders expanded as transformers' processor does),
+frame sizes the checkpoint reads unchanged (`check_frames`, `fitting_tile_px`); `logits` runs
+the whole checkpoint on token ids and frames, `greedy` decodes with full forwards. On tiny
+random checkpoints written by transformers the logits agree with transformers' within 1e-4
+(Qwen2-VL) and 3e-4 (Qwen2.5-VL), on text, and on text with an image in left-padded rows
+(tests/test_pretrained.py). Not yet: M-RoPE through `VLM.__call__` / prefill / the cached
+decode (so batched sampling), and `--model DIR` on the training command lines (issue 14).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -25,11 +33,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import transformers
 from flax import nnx
 from safetensors import safe_open
 
+import jaxgym
+import render
+from jaxgym.core import Env
 from policy import model as vlm, qwen_vision
 
+PIXEL_BOUNDS = (56 * 56, 28 * 28 * 1280)  # Qwen's image processor: min_pixels, max_pixels
 ARCHITECTURES = {"Qwen2VLForConditionalGeneration": "qwen2-vl",
                  "Qwen2_5_VLForConditionalGeneration": "qwen2.5-vl"}
 WEIGHTS, INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -207,3 +220,197 @@ def embedded_logits(model: vlm.VLM, x: jax.Array, positions: jax.Array,
     line = positions[0] if model.cfg.mrope_section else positions  # for the recency bias
     x, _ = model._layers(x, positions, None, 0, valid, line)
     return model.logits(x)
+
+
+# ---- text and images as the checkpoint expects them ----------------------------------------
+
+
+def read_tokenizer(folder: str, config: PretrainedConfig):
+    """The folder's own tokenizer (`AutoTokenizer`), checked against the config's image tokens.
+    ValueError if it has no chat template or its special tokens are not the config's."""
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{folder}: no tokenizer could be read ({error}); a Qwen2-VL folder "
+                         "holds tokenizer.json and tokenizer_config.json") from None
+    if not tokenizer.chat_template:
+        raise ValueError(f"{folder}: the tokenizer has no chat template")
+    for name in ("image_token_id", "vision_start_token_id", "vision_end_token_id"):
+        token = {"image_token_id": "<|image_pad|>", "vision_start_token_id": "<|vision_start|>",
+                 "vision_end_token_id": "<|vision_end|>"}[name]
+        if tokenizer.convert_tokens_to_ids(token) != getattr(config, name):
+            raise ValueError(f"{folder}: the tokenizer gives {token} id "
+                             f"{tokenizer.convert_tokens_to_ids(token)}, config.json's {name} "
+                             f"is {getattr(config, name)}")
+    return tokenizer
+
+
+def pixel_bounds(folder: str) -> tuple[int, int]:
+    """(min_pixels, max_pixels) of the folder's image processor (Qwen's defaults without a
+    preprocessor_config.json)."""
+    path = os.path.join(folder, "preprocessor_config.json")
+    raw = _read_json(path) if os.path.exists(path) else {}
+    size = raw.get("size") or {}
+    return (int(raw.get("min_pixels", size.get("shortest_edge", PIXEL_BOUNDS[0]))),
+            int(raw.get("max_pixels", size.get("longest_edge", PIXEL_BOUNDS[1]))))
+
+
+def _frames_fit(rows: int, cols: int, px: int, side: int, bounds: tuple[int, int]) -> bool:
+    h, w = rows * px, cols * px
+    return h % side == 0 and w % side == 0 and bounds[0] <= h * w <= bounds[1]
+
+
+def fitting_tile_px(env: Env, config: PretrainedConfig,
+                    bounds: tuple[int, int] = PIXEL_BOUNDS) -> int | None:
+    """The `tile_px` nearest env's own whose frames the checkpoint reads unchanged (sides
+    multiples of patch_size * spatial_merge, 28, and the area within the processor's pixel
+    bounds); env's own if it fits, None if none in [8, 256] does."""
+    side = config.patch_size * config.spatial_merge
+    rows, cols = env.board_shape
+    fits = [px for px in range(8, 257) if _frames_fit(rows, cols, px, side, bounds)]
+    return min(fits, key=lambda px: (abs(px - env.tile_px), px)) if fits else None
+
+
+def check_frames(env: Env, config: PretrainedConfig, bounds: tuple[int, int] = PIXEL_BOUNDS) -> None:
+    """ValueError, naming a `tile_px` that fits, unless env's frames are what the checkpoint's
+    own preprocessing leaves as they are (no resize): `fitting_tile_px`."""
+    px = fitting_tile_px(env, config, bounds)
+    if px == env.tile_px:
+        return
+    rows, cols = env.board_shape
+    side = config.patch_size * config.spatial_merge
+    hint = f"use tile_px={px}" if px else "no tile_px in [8, 256] fits; change the board size"
+    raise ValueError(f"{env.name}: {rows * env.tile_px}x{cols * env.tile_px} frames "
+                     f"(tile_px={env.tile_px}) are not what {config.variant} reads unchanged: "
+                     f"sides must be multiples of {side} pixels and the area within "
+                     f"{bounds[0]:,}..{bounds[1]:,} pixels; {hint}")
+
+
+def prompt_ids(tokenizer, config: PretrainedConfig, instructions: str, image_tokens: int) -> list[int]:
+    """Token ids of one user turn in the checkpoint's chat template, an image then the
+    instructions, with the generation prompt: `<|vision_start|>`, `<|image_pad|>` once per
+    merged image token, `<|vision_end|>`, as transformers' processor expands them."""
+    messages = [{"role": "user", "content": [{"type": "image"},
+                                             {"type": "text", "text": instructions}]}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    pad = tokenizer.convert_ids_to_tokens(config.image_token_id)
+    if text.count(pad) != 1:
+        raise ValueError(f"the chat template wrote {text.count(pad)} image placeholders "
+                         f"({pad}) for one image")
+    return tokenizer(text.replace(pad, pad * image_tokens), add_special_tokens=False)["input_ids"]
+
+
+def image_token_count(config: PretrainedConfig, frame_shape: tuple[int, ...]) -> int:
+    """Merged image tokens of one frame (H, W, ...)."""
+    side = config.patch_size * config.spatial_merge
+    return (frame_shape[0] // side) * (frame_shape[1] // side)
+
+
+def load(folder: str, dtype: str = "float32"):
+    """(config, model, weights, tokenizer) of a downloaded Qwen2-VL / Qwen2.5-VL folder: the
+    policy's VLM with the checkpoint's decoder, every tensor (the vision tower reads its own,
+    `qwen_vision`), and the folder's tokenizer."""
+    config = read_config(folder)
+    weights = read_weights(folder, jnp.dtype(dtype))
+    return config, decoder_model(config, weights, dtype), weights, read_tokenizer(folder, config)
+
+
+def greedy(model: vlm.VLM, weights: dict, config: PretrainedConfig, ids: list[int],
+           frame: jax.Array, steps: int) -> tuple[list[int], jax.Array]:
+    """(`steps` greedy tokens after the prompt `ids`, float32[len(ids), vocab] the prompt's
+    logits). Each token is a full forward over a buffer of fixed length (the prompt, then the
+    tokens so far, then padding that causal attention never reads): one compile."""
+    length = len(ids) + steps
+    run = jax.jit(lambda tokens: logits(model, weights, config, tokens, frame[None],
+                                        jnp.ones((1, length), bool))[0])
+    tokens = np.zeros((1, length), np.int32)
+    tokens[0, :len(ids)] = ids
+    prompt_logits, new = None, []
+    for t in range(len(ids), length):
+        out = run(jnp.asarray(tokens))
+        prompt_logits = out[: len(ids)] if prompt_logits is None else prompt_logits
+        tokens[0, t] = int(jnp.argmax(out[t - 1]))
+        new.append(int(tokens[0, t]))
+    return new, prompt_logits
+
+
+def reference_greedy(folder: str, config: PretrainedConfig, ids: list[int], frame: np.ndarray,
+                     steps: int) -> tuple[list[int], np.ndarray]:
+    """The same as `greedy`, run by transformers (eager attention, float32) with its own
+    image processor: the reference `--compare` checks against. Needs torch."""
+    import torch  # the hf extra
+
+    cls = (transformers.Qwen2VLForConditionalGeneration if config.variant == "qwen2-vl"
+           else transformers.Qwen2_5_VLForConditionalGeneration)
+    model = cls.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager").eval()
+    processed = transformers.Qwen2VLImageProcessorPil()(images=[frame], return_tensors="pt")
+    tokens = list(ids)
+    with torch.no_grad():
+        for step in range(steps + 1):
+            row = torch.tensor([tokens])
+            out = model(input_ids=row, pixel_values=processed["pixel_values"],
+                        image_grid_thw=processed["image_grid_thw"],
+                        mm_token_type_ids=(row == config.image_token_id).long()).logits[0]
+            if step == 0:
+                prompt_logits = out.numpy()
+            if step < steps:
+                tokens.append(int(out[-1].argmax()))
+    return tokens[len(ids):], prompt_logits
+
+
+def compare(folder: str, game: str = "swap", preset: str | None = "easy", steps: int = 16,
+            tolerance: float = 1e-4, out=print) -> bool:
+    """`python -m policy.pretrained DIR --compare`: jaxgym and transformers on one board of
+    `game` in the checkpoint's chat template; True when the prompt's logits agree within
+    `tolerance` and the `steps` greedy tokens are the same."""
+    config, model, weights, tokenizer = load(folder)
+    env = jaxgym.make(game, preset=preset)
+    px = fitting_tile_px(env, config, pixel_bounds(folder))
+    if px is None:
+        check_frames(env, config, pixel_bounds(folder))  # raises, saying why
+    env = jaxgym.make(game, preset=preset, tile_px=px)  # a size the checkpoint reads unchanged
+    frame = render.frame(env, env.reset(jax.random.key(0)))
+    ids = prompt_ids(tokenizer, config, env.instructions(), image_token_count(config, frame.shape))
+    out(f"{folder}: {config.variant}, {len(ids)} prompt tokens, {frame.shape[0]}x{frame.shape[1]} "
+        f"{game} frame")
+    ours, our_logits = greedy(model, weights, config, ids, frame, steps)
+    try:
+        theirs, their_logits = reference_greedy(folder, config, ids, np.asarray(frame), steps)
+    except ImportError:
+        out("torch is not installed (pip install torch): jaxgym's side only, nothing compared")
+        out(f"greedy tokens: {ours}")
+        return True
+    gap = float(np.abs(np.asarray(our_logits) - their_logits).max())
+    same = ours == theirs
+    out(f"largest logit difference {gap:.2e} (tolerance {tolerance:.0e}; logits up to "
+        f"{np.abs(their_logits).max():.2f}); {steps} greedy tokens "
+        f"{'agree' if same else 'differ: ' + str(ours) + ' vs ' + str(theirs)}")
+    return gap <= tolerance and same
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m policy.pretrained", description=(
+        "Check a downloaded Qwen2-VL / Qwen2.5-VL folder: jaxgym against transformers."))
+    parser.add_argument("folder")
+    parser.add_argument("--compare", action="store_true",
+                        help="run jaxgym and transformers on a rendered board and compare")
+    parser.add_argument("--game", default="swap")
+    parser.add_argument("--preset", default="easy")
+    parser.add_argument("--steps", type=int, default=16, help="greedy tokens compared")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest allowed logit difference (float32)")
+    args = parser.parse_args(argv)
+    if not args.compare:
+        config = read_config(args.folder)
+        print(config)
+        return 0
+    try:
+        ok = compare(args.folder, args.game, args.preset, args.steps, args.tolerance)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}")
+        return 2
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

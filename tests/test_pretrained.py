@@ -4,6 +4,7 @@ layouts, one file or shards, bfloat16, clear errors, and the text decoder's logi
 transformers'. Needs the `hf` extra (torch, transformers); skipped without it."""
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -28,6 +29,39 @@ VISION = {
 }
 TOKENS = dict(image_token_id=290, video_token_id=291, vision_start_token_id=292,
               vision_end_token_id=293)
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif part['type'] == 'text' %}"
+    "{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+SPECIALS = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>",
+            "<|im_start|>", "<|im_end|>", "<|endoftext|>"]  # ids 290.., as TOKENS says
+
+
+def save_tokenizer(out):
+    """A small byte-level BPE in the Qwen2 layout (290 learnt entries, then Qwen's special
+    tokens, a chat template), saved so that AutoTokenizer reads it as it would a real one."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    import jaxgym
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=290, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([jaxgym.make(g).instructions() for g in jaxgym.list_games()] * 4,
+                            trainer)
+    assert tok.get_vocab_size() == 290
+    tok.add_special_tokens(SPECIALS)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                                pad_token="<|endoftext|>")
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out)
 
 
 def randomised(model, seed=0):
@@ -66,6 +100,7 @@ def folder(request, tmp_path_factory):
     model = hf_model(variant, tied)
     out = str(tmp_path_factory.mktemp(variant))
     model.save_pretrained(out)
+    save_tokenizer(out)
     return variant, tied, model, out
 
 
@@ -275,3 +310,66 @@ def test_image_and_text_logits_match_transformers(folder, size):
     # within 8e-5 of outputs of about 10); Qwen2-VL's within 1e-4
     tolerance = 1e-4 if variant == "qwen2-vl" else 3e-4
     np.testing.assert_allclose(got[mask], theirs[mask], atol=tolerance, rtol=0)
+
+
+def test_the_folders_tokenizer_writes_the_prompt_in_its_chat_template(folder):
+    import jaxgym
+
+    variant, tied, model, out = folder
+    config, _, _, tokenizer = pretrained.load(out)
+    env = jaxgym.make("swap", preset="easy", tile_px=28)
+    ids = pretrained.prompt_ids(tokenizer, config, env.instructions(), 16)
+    start, end = ids.index(TOKENS["vision_start_token_id"]), ids.index(TOKENS["vision_end_token_id"])
+    assert ids[start + 1:end] == [TOKENS["image_token_id"]] * 16
+    assert ids.count(TOKENS["image_token_id"]) == 16
+    text = tokenizer.decode(ids)
+    assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
+    assert env.instructions() in text
+    with pytest.raises(ValueError, match="image_token_id"):
+        pretrained.read_tokenizer(out, dataclasses.replace(config, image_token_id=291))
+
+
+def test_frames_are_drawn_at_sizes_the_processor_leaves_unchanged(folder):
+    """A 4x4 board at tile_px 28 is 112x112: Qwen's own image processor (resize on) gives
+    exactly the patches jaxgym reads; tile_px 32 is refused, naming 35 (4 x 35 = 140)."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxgym
+    import render
+    from policy import qwen_vision
+
+    variant, tied, model, out = folder
+    config = pretrained.read_config(out)
+    env = jaxgym.make("swap", preset="easy", tile_px=28)
+    pretrained.check_frames(env, config)
+    frame = np.asarray(render.frame(env, env.reset(jax.random.key(0))))
+    processed = transformers.Qwen2VLImageProcessorPil()(images=[frame], return_tensors="pt")
+    assert processed["image_grid_thw"].tolist() == [[1, 8, 8]]
+    ours, _, _ = qwen_vision.patches(jnp.asarray(frame[None]), config)
+    np.testing.assert_allclose(np.asarray(ours[0]), processed["pixel_values"].numpy(), atol=1e-5)
+    big = jaxgym.make("swap", preset="easy")
+    with pytest.raises(ValueError, match="tile_px=35"):
+        pretrained.check_frames(big, config)
+    assert pretrained.fitting_tile_px(big, config) == 35
+    tiny_bounds = (60 * 60, 80 * 80)  # 56x56 is too small, 84x84 too large
+    with pytest.raises(ValueError, match="no tile_px"):
+        pretrained.check_frames(big, config, tiny_bounds)
+
+
+def test_compare_agrees_with_transformers_and_fails_when_jaxgym_differs(folder, tmp_path, capsys,
+                                                                         monkeypatch):
+    """`python -m policy.pretrained DIR --compare`: a rendered board in the chat template,
+    logits and 16 greedy tokens against transformers'; exit 1 once jaxgym's side reads the
+    pixels differently (a preprocessing bug), 2 for a folder that is not there."""
+    from policy import qwen_vision
+
+    variant, tied, model, out = folder
+    # Qwen2.5-VL's image tokens reach the logits at up to 2.1e-4 here (see above)
+    tolerance = ["--tolerance", "3e-4"] if variant == "qwen2.5-vl" else []
+    assert pretrained.main([out, "--compare"] + tolerance) == 0
+    report = capsys.readouterr().out
+    assert "16 greedy tokens agree" in report and "largest logit difference" in report
+    monkeypatch.setattr(qwen_vision, "PIXEL_MEAN", qwen_vision.PIXEL_MEAN + 0.05)
+    assert pretrained.main([out, "--compare"] + tolerance) == 1
+    assert pretrained.main([str(tmp_path / "missing"), "--compare"]) == 2
