@@ -30,6 +30,15 @@ retrying 429s, 5xx and timeouts with back-off. The key, if the server wants one,
 the environment variable named by `--api-key-env` (default OPENAI_API_KEY) and never printed.
 `--results F` keeps every reply; a rerun with the same file asks only for what is missing.
 
+A downloaded Qwen2-VL / Qwen2.5-VL folder, zero-shot in-process (`policy.pretrained`; the
+paper's base-model rows):
+
+    python -m policy.evaluate --game swap --model Qwen2.5-VL-3B-Instruct --boards 32 --max-tokens 512
+
+draws the boards at a cell size the checkpoint reads unchanged, writes each prompt in the
+folder's chat template and decodes greedily (a full forward per token for now: slow, the
+cached sampler does not take M-RoPE yet).
+
 `--protocol paper` evaluates as the paper does: 10 boards x 100 moves (unless --boards or
 --steps say otherwise), a board whose episode ends dealt afresh, 2048's boards after 100 random
 warm-up moves; its headline figure is `hit_rate`, the fraction of moves that score.
@@ -38,6 +47,7 @@ warm-up moves; its headline figure is `hit_rate`, the fraction of moves that sco
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -46,6 +56,7 @@ import render
 from policy import tokenizer as tokenization
 from policy.episodes import GameSet
 from policy.api import APIPolicy
+from policy.pretrained import PretrainedPolicy
 from policy.evaluation import PAPER_PROTOCOL, PROTOCOLS, ModelPolicy, TextPolicy, evaluate, table
 
 
@@ -58,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the game's difficulty preset (default: the checkpoint's, or easy)")
     parser.add_argument("--policy", default="model", choices=("model", "random", "expert"))
     parser.add_argument("--checkpoint", help="a checkpoint folder (for --policy model)")
+    parser.add_argument("--model", help="a downloaded Qwen2-VL / Qwen2.5-VL folder, played "
+                        "zero-shot in its own chat template (greedy, up to --max-tokens)")
     parser.add_argument("--boards", type=int, default=None, help="default 256 (paper: 10)")
     parser.add_argument("--steps", type=int, default=None, help="default 1 (paper: 100)")
     parser.add_argument("--protocol", default="jaxgym", choices=PROTOCOLS)
@@ -98,6 +111,16 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         args.policy = "api"
+    elif args.model:
+        if args.game == "mix":
+            parser.error("--model plays one game at a time (its frames are sized to fit the "
+                         "checkpoint); pass --game NAME")
+        try:
+            policy = PretrainedPolicy(args.model, args.max_tokens)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        args.policy = "pretrained"
     elif args.policy == "model":
         if not args.checkpoint:
             parser.error("--policy model needs --checkpoint DIR")
@@ -119,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             preset = run.get("board_preset") or preset
     games = GameSet.make(args.game, preset, policy.prompt_style, policy.image_first,
                          policy.restate_board)
+    if args.model:  # boards drawn at a size the checkpoint reads unchanged
+        try:
+            env = games.envs[0]
+            games = dataclasses.replace(games, envs=(dataclasses.replace(env, tile_px=policy.tile_px(env)),))
+        except ValueError as err:
+            parser.error(str(err))
     try:
         games.counts(args.boards)
     except ValueError as err:
@@ -133,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     run = dict(game=args.game, preset=preset, policy=args.policy, boards=args.boards,
                steps=args.steps, seed=args.seed, temperature=args.temperature,
                protocol=args.protocol)
+    if args.model:
+        run.update(model=args.model, variant=policy.config.variant,
+                   tile_px=games.envs[0].tile_px, max_tokens=args.max_tokens)
     if args.api_base:
         run.update(api_model=args.api_model, api_requests=policy.asked,
                    api_errors=policy.errors)

@@ -39,6 +39,7 @@ from safetensors import safe_open
 
 import jaxgym
 import render
+from jaxgym import text as game_text
 from jaxgym.core import Env
 from policy import model as vlm, qwen_vision
 
@@ -318,20 +319,78 @@ def load(folder: str, dtype: str = "float32"):
 def greedy(model: vlm.VLM, weights: dict, config: PretrainedConfig, ids: list[int],
            frame: jax.Array, steps: int) -> tuple[list[int], jax.Array]:
     """(`steps` greedy tokens after the prompt `ids`, float32[len(ids), vocab] the prompt's
-    logits). Each token is a full forward over a buffer of fixed length (the prompt, then the
-    tokens so far, then padding that causal attention never reads): one compile."""
-    length = len(ids) + steps
-    run = jax.jit(lambda tokens: logits(model, weights, config, tokens, frame[None],
-                                        jnp.ones((1, length), bool))[0])
-    tokens = np.zeros((1, length), np.int32)
-    tokens[0, :len(ids)] = ids
-    prompt_logits, new = None, []
+    logits) for one frame uint8[H, W, 3]."""
+    new, prompt_logits = greedy_batch(model, weights, config, ids, frame[None], steps)
+    return new[0], prompt_logits[0]
+
+
+def greedy_batch(model: vlm.VLM, weights: dict, config: PretrainedConfig, ids: list[int],
+                 frames: jax.Array, steps: int, stop: int | None = None
+                 ) -> tuple[list[list[int]], jax.Array]:
+    """Greedy decoding of one prompt `ids` over frames uint8[B, H, W, 3]: (per frame, its new
+    tokens up to and without `stop`, at most `steps`; float32[B, len(ids), vocab] the prompt's
+    logits). Every token is a full forward over a buffer of fixed length (the prompt, the
+    tokens so far, then padding that causal attention never reads): one compile, no cache
+    (the cached sampler does not take M-RoPE yet)."""
+    batch, length = frames.shape[0], len(ids) + steps
+    run = jax.jit(lambda tokens: logits(model, weights, config, tokens, frames,
+                                        jnp.ones((batch, length), bool)))
+    tokens = np.zeros((batch, length), np.int32)
+    tokens[:, :len(ids)] = ids
+    done = np.zeros(batch, bool)
+    prompt_logits = None
     for t in range(len(ids), length):
         out = run(jnp.asarray(tokens))
-        prompt_logits = out[: len(ids)] if prompt_logits is None else prompt_logits
-        tokens[0, t] = int(jnp.argmax(out[t - 1]))
-        new.append(int(tokens[0, t]))
-    return new, prompt_logits
+        if prompt_logits is None:
+            prompt_logits = out[:, : len(ids)]
+        tokens[:, t] = np.where(done, 0, np.asarray(jnp.argmax(out[:, t - 1], axis=-1)))
+        done |= tokens[:, t] == stop
+        if done.all():
+            break
+    new = [[int(x) for x in row[len(ids):]] for row in tokens]
+    ends = [row.index(stop) if stop in row else min(steps, t + 1 - len(ids)) for row in new]
+    return [row[:end] for row, end in zip(new, ends)], prompt_logits
+
+
+class PretrainedPolicy:
+    """Zero-shot play by a downloaded Qwen2-VL / Qwen2.5-VL folder (`policy.evaluate --model
+    DIR`): each board's frame and its game's full instructions in the folder's chat template,
+    greedy decoding (`greedy_batch`) up to `max_tokens` or `<|im_end|>`; the texts are scored
+    like a server's replies (`respond_texts`). Frames must fit the checkpoint
+    (`games_for`)."""
+
+    prompt_style, image_first, restate_board = "full", False, False
+
+    def __init__(self, folder: str, max_tokens: int = 256, dtype: str = "float32"):
+        self.folder, self.max_tokens = folder, max_tokens
+        self.config, self.model, self.weights, self.tokenizer = load(folder, dtype)
+        self.stop = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def __repr__(self) -> str:
+        return f"PretrainedPolicy({self.folder!r}, {self.config.variant})"
+
+    def tile_px(self, env: Env) -> int:
+        """The cell size env's boards are drawn at for this checkpoint (`fitting_tile_px`);
+        ValueError if none fits."""
+        px = fitting_tile_px(env, self.config, pixel_bounds(self.folder))
+        if px is None:
+            check_frames(env, self.config, pixel_bounds(self.folder))  # raises, saying why
+        return px
+
+    def respond_texts(self, games, states, frames, key, step: int) -> list[str]:
+        """One reply per board (board order), game by game; greedy, so `key` is unused."""
+        frames = jnp.asarray(frames)
+        texts, first = [], 0
+        for env, state in zip(games.envs, states):
+            n = len(state.board)
+            prompt = game_text.prompt(env, self.prompt_style)
+            ids = prompt_ids(self.tokenizer, self.config, prompt,
+                             image_token_count(self.config, frames.shape[1:]))
+            new, _ = greedy_batch(self.model, self.weights, self.config, ids,
+                                  frames[first:first + n], self.max_tokens, self.stop)
+            texts += [self.tokenizer.decode(row) for row in new]
+            first += n
+        return texts
 
 
 def reference_greedy(folder: str, config: PretrainedConfig, ids: list[int], frame: np.ndarray,

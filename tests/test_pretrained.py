@@ -373,3 +373,41 @@ def test_compare_agrees_with_transformers_and_fails_when_jaxgym_differs(folder, 
     monkeypatch.setattr(qwen_vision, "PIXEL_MEAN", qwen_vision.PIXEL_MEAN + 0.05)
     assert pretrained.main([out, "--compare"] + tolerance) == 1
     assert pretrained.main([str(tmp_path / "missing"), "--compare"]) == 2
+
+
+def test_evaluate_plays_a_downloaded_folder_zero_shot(folder, tmp_path):
+    """`policy.evaluate --model DIR`: boards drawn at a size the checkpoint reads unchanged,
+    replies decoded greedily in a batch (each the same as decoding its board alone)."""
+    import jax
+    import jax.numpy as jnp
+
+    from policy import evaluate, episodes
+
+    variant, tied, model, out = folder
+    report = tmp_path / "eval.json"
+    assert evaluate.main(["--game", "swap", "--model", out, "--boards", "2", "--max-tokens", "6",
+                          "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["policy"] == "pretrained" and result["tile_px"] == 35
+    assert result["variant"] == variant and 0 <= result["valid_move_rate"] <= 1
+    policy = pretrained.PretrainedPolicy(out, max_tokens=6)
+    env = jaxgym_env(policy)
+    games = episodes.GameSet((env,))
+    states = games.deal(jax.random.key(3), 2)
+    frames = games.draw(states)
+    texts = policy.respond_texts(games, states, frames, None, 0)
+    ids = pretrained.prompt_ids(policy.tokenizer, policy.config, env.instructions(),
+                                pretrained.image_token_count(policy.config, frames.shape[1:]))
+    for b in range(2):
+        alone, _ = pretrained.greedy_batch(policy.model, policy.weights, policy.config, ids,
+                                           jnp.asarray(frames[b:b + 1]), 6, policy.stop)
+        assert texts[b] == policy.tokenizer.decode(alone[0])
+    with pytest.raises(SystemExit):
+        evaluate.main(["--game", "mix", "--model", out])
+
+
+def jaxgym_env(policy):
+    import jaxgym
+
+    env = jaxgym.make("swap", preset="easy")
+    return jaxgym.make("swap", preset="easy", tile_px=policy.tile_px(env))
