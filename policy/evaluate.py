@@ -36,8 +36,7 @@ paper's base-model rows):
     python -m policy.evaluate --game swap --model Qwen2.5-VL-3B-Instruct --boards 32 --max-tokens 512
 
 draws the boards at a cell size the checkpoint reads unchanged, writes each prompt in the
-folder's chat template and decodes greedily (a full forward per token for now: slow, the
-cached sampler does not take M-RoPE yet).
+folder's chat template and decodes greedily with a key/value cache (`policy.pretrained`).
 
 `--protocol paper` evaluates as the paper does: 10 boards x 100 moves (unless --boards or
 --steps say otherwise), a board whose episode ends dealt afresh, 2048's boards after 100 random

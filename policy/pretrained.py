@@ -15,17 +15,19 @@ weights, the text decoder with M-RoPE (`ModelConfig.mrope_section`, positions fr
 `model.mrope_positions`), the vision tower (`policy.qwen_vision`), the folder's tokenizer and
 chat template (`prompt_ids`, the image placeholders expanded as transformers' processor does),
 frame sizes the checkpoint reads unchanged (`check_frames`, `fitting_tile_px`); `logits` runs
-the whole checkpoint on token ids and frames, `greedy` decodes with full forwards. On tiny
+the whole checkpoint on token ids and frames, `prefill` and `decode` with a key/value cache
+(M-RoPE positions and the rope delta kept in it), `greedy_batch` decodes with them. On tiny
 random checkpoints written by transformers the logits agree with transformers' within 1e-4
 (Qwen2-VL) and 3e-4 (Qwen2.5-VL), on text, and on text with an image in left-padded rows
-(tests/test_pretrained.py). Not yet: M-RoPE through `VLM.__call__` / prefill / the cached
-decode (so batched sampling), and `--model DIR` on the training command lines (issue 14).
+(tests/test_pretrained.py). Not yet: the checkpoint inside `policy.sample` (temperature,
+shared instruction prefixes) and `--model DIR` on the training command lines (issue 14).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -185,12 +187,13 @@ def decoder_model(config: PretrainedConfig, weights: dict[str, jax.Array],
     return model
 
 
-def logits(model: vlm.VLM, weights: dict, config: PretrainedConfig, tokens: jax.Array,
-           frames: jax.Array, valid: jax.Array) -> jax.Array:
-    """float32[B, T, vocab]: the checkpoint on token ids int32[B, T] holding one image each
-    (`<|image_pad|>` once per image token) and frames uint8[B, H, W, 3]; valid: bool[B, T],
-    False on left padding. The image tokens come from `qwen_vision.image_tokens`, the
-    positions from `model.mrope_positions`."""
+def embed(model: vlm.VLM, weights: dict, config: PretrainedConfig, tokens: jax.Array,
+          frames: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(input embeddings float32[B, T, width] with the image tokens over the placeholders,
+    M-RoPE positions int32[3, B, T], int32[B] the position after the last token) for token ids
+    int32[B, T] holding one image each (`<|image_pad|>` once per image token) and frames
+    uint8[B, H, W, 3]; valid: bool[B, T], False on left padding. The image tokens come from
+    `qwen_vision.image_tokens`, the positions from `model.mrope_positions`."""
     tokens = jnp.asarray(tokens, jnp.int32)
     image = qwen_vision.image_tokens(weights, config, jnp.asarray(frames))  # [B, N, width]
     x = model.model.embed_tokens(tokens)
@@ -199,8 +202,50 @@ def logits(model: vlm.VLM, weights: dict, config: PretrainedConfig, tokens: jax.
     x = jnp.where(is_image[..., None], jnp.take_along_axis(image, slot[..., None], 1), x)
     side = config.patch_size * config.spatial_merge
     grid = (frames.shape[1] // side, frames.shape[2] // side)
-    positions, _ = vlm.mrope_positions(is_image, jnp.asarray(valid), grid)
+    positions, delta = vlm.mrope_positions(is_image, jnp.asarray(valid), grid)
+    return x, positions, jnp.sum(valid, axis=1, dtype=jnp.int32) + delta
+
+
+def logits(model: vlm.VLM, weights: dict, config: PretrainedConfig, tokens: jax.Array,
+           frames: jax.Array, valid: jax.Array) -> jax.Array:
+    """float32[B, T, vocab]: the checkpoint on token ids int32[B, T] holding one image each
+    and frames uint8[B, H, W, 3] (`embed`); valid: bool[B, T], False on left padding."""
+    x, positions, _ = embed(model, weights, config, tokens, frames, valid)
     return embedded_logits(model, x, positions, jnp.asarray(valid))
+
+
+def prefill(model: vlm.VLM, weights: dict, config: PretrainedConfig, tokens: jax.Array,
+            frames: jax.Array, valid: jax.Array, cache_len: int) -> tuple[jax.Array, dict]:
+    """The prompt through the checkpoint into a key/value cache of `cache_len` slots:
+    (float32[B, vocab] logits after the last prompt token, cache). The cache keeps each
+    row's next M-RoPE position (text after an image resumes past its grid: the rope delta)."""
+    b, t = tokens.shape
+    cfg = model.cfg
+    valid = jnp.asarray(valid)
+    x, positions, next_position = embed(model, weights, config, tokens, frames, valid)
+    shape = (b, cfg.kv_heads, cache_len, cfg.head_dim)
+    empty = [(jnp.zeros(shape, cfg.dtype), jnp.zeros(shape, cfg.dtype))] * cfg.depth
+    key_valid = jnp.zeros((b, cache_len), bool).at[:, :t].set(valid)
+    key_positions = jnp.zeros((b, cache_len), jnp.int32)  # for the recency bias: off here
+    x, kv = model._layers(x, positions, empty, 0, key_valid, key_positions)
+    cache = dict(kv=kv, key_valid=key_valid, key_positions=key_positions, index=jnp.int32(t),
+                 position=next_position)
+    return model.logits(x[:, -1]), cache
+
+
+def decode(model: vlm.VLM, token: jax.Array, cache: dict) -> tuple[jax.Array, dict]:
+    """One cached step of the checkpoint: token int32[B] into slot `cache["index"]` at each
+    row's next position (the same on M-RoPE's three axes); (float32[B, vocab], cache)."""
+    index = cache["index"]
+    key_valid = jax.lax.dynamic_update_slice_in_dim(
+        cache["key_valid"], jnp.ones((token.shape[0], 1), bool), index, 1)
+    line = cache["position"][:, None]
+    positions = jnp.stack([line] * 3) if model.cfg.mrope_section else line
+    x = model.model.embed_tokens(token[:, None])
+    x, kv = model._layers(x, positions, cache["kv"], index, key_valid, cache["key_positions"])
+    cache = dict(cache, kv=kv, key_valid=key_valid, index=index + 1,
+                 position=cache["position"] + 1)
+    return model.logits(x[:, 0]), cache
 
 
 def text_logits(model: vlm.VLM, tokens: np.ndarray) -> jax.Array:
@@ -317,39 +362,41 @@ def load(folder: str, dtype: str = "float32"):
 
 
 def greedy(model: vlm.VLM, weights: dict, config: PretrainedConfig, ids: list[int],
-           frame: jax.Array, steps: int) -> tuple[list[int], jax.Array]:
-    """(`steps` greedy tokens after the prompt `ids`, float32[len(ids), vocab] the prompt's
-    logits) for one frame uint8[H, W, 3]."""
-    new, prompt_logits = greedy_batch(model, weights, config, ids, frame[None], steps)
-    return new[0], prompt_logits[0]
+           frame: jax.Array, steps: int) -> list[int]:
+    """`steps` greedy tokens after the prompt `ids` for one frame uint8[H, W, 3]."""
+    return greedy_batch(model, weights, config, ids, frame[None], steps)[0][0]
 
 
 def greedy_batch(model: vlm.VLM, weights: dict, config: PretrainedConfig, ids: list[int],
                  frames: jax.Array, steps: int, stop: int | None = None
                  ) -> tuple[list[list[int]], jax.Array]:
     """Greedy decoding of one prompt `ids` over frames uint8[B, H, W, 3]: (per frame, its new
-    tokens up to and without `stop`, at most `steps`; float32[B, len(ids), vocab] the prompt's
-    logits). Every token is a full forward over a buffer of fixed length (the prompt, the
-    tokens so far, then padding that causal attention never reads): one compile, no cache
-    (the cached sampler does not take M-RoPE yet)."""
-    batch, length = frames.shape[0], len(ids) + steps
-    run = jax.jit(lambda tokens: logits(model, weights, config, tokens, frames,
-                                        jnp.ones((batch, length), bool)))
-    tokens = np.zeros((batch, length), np.int32)
-    tokens[:, :len(ids)] = ids
-    done = np.zeros(batch, bool)
-    prompt_logits = None
-    for t in range(len(ids), length):
-        out = run(jnp.asarray(tokens))
-        if prompt_logits is None:
-            prompt_logits = out[:, : len(ids)]
-        tokens[:, t] = np.where(done, 0, np.asarray(jnp.argmax(out[:, t - 1], axis=-1)))
-        done |= tokens[:, t] == stop
-        if done.all():
-            break
-    new = [[int(x) for x in row[len(ids):]] for row in tokens]
-    ends = [row.index(stop) if stop in row else min(steps, t + 1 - len(ids)) for row in new]
-    return [row[:end] for row, end in zip(new, ends)], prompt_logits
+    tokens up to and without `stop`, at most `steps`; float32[B, vocab] the logits after the
+    prompt). A prefill, then cached decode steps, all in one jitted scan."""
+    batch = frames.shape[0]
+    tokens = jnp.broadcast_to(jnp.asarray(ids, jnp.int32), (batch, len(ids)))
+    graphdef, state = nnx.split(model)
+    new, first_logits = _greedy(graphdef, state, weights, config, tokens, jnp.asarray(frames),
+                                steps, -1 if stop is None else stop)
+    rows = [[int(x) for x in row] for row in np.asarray(new)]
+    return [row[:row.index(stop)] if stop in row else row for row in rows], first_logits
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "steps"))
+def _greedy(graphdef, state, weights, config, tokens, frames, steps, stop):
+    model = nnx.merge(graphdef, state)
+    logits_after, cache = prefill(model, weights, config, tokens, frames,
+                                  jnp.ones(tokens.shape, bool), tokens.shape[1] + steps)
+
+    def step(carry, _):
+        logits_now, cache, done = carry
+        token = jnp.where(done, stop, jnp.argmax(logits_now, axis=-1).astype(jnp.int32))
+        logits_next, cache = decode(model, token, cache)
+        return (logits_next, cache, done | (token == stop)), token
+
+    done = jnp.zeros(tokens.shape[0], bool)
+    _, new = jax.lax.scan(step, (logits_after, cache, done), None, length=steps)
+    return new.T, logits_after
 
 
 class PretrainedPolicy:
@@ -432,7 +479,9 @@ def compare(folder: str, game: str = "swap", preset: str | None = "easy", steps:
     ids = prompt_ids(tokenizer, config, env.instructions(), image_token_count(config, frame.shape))
     out(f"{folder}: {config.variant}, {len(ids)} prompt tokens, {frame.shape[0]}x{frame.shape[1]} "
         f"{game} frame")
-    ours, our_logits = greedy(model, weights, config, ids, frame, steps)
+    our_logits = logits(model, weights, config, jnp.asarray([ids]), frame[None],
+                        jnp.ones((1, len(ids)), bool))[0]
+    ours = greedy(model, weights, config, ids, frame, steps)
     try:
         theirs, their_logits = reference_greedy(folder, config, ids, np.asarray(frame), steps)
     except ImportError:

@@ -411,3 +411,37 @@ def jaxgym_env(policy):
 
     env = jaxgym.make("swap", preset="easy")
     return jaxgym.make("swap", preset="easy", tile_px=policy.tile_px(env))
+
+
+def test_prefill_and_cached_decode_equal_the_full_forward(folder):
+    """Teacher-forced through the cache (M-RoPE positions resumed after the image, the rope
+    delta in the cache), left-padded rows: the logits of the full forward, row by row."""
+    import jax.numpy as jnp
+
+    variant, tied, model, out = folder
+    config = pretrained.read_config(out)
+    weights = pretrained.read_weights(out)
+    ours = pretrained.decoder_model(config, weights)
+    image = [TOKENS["vision_start_token_id"]] + [TOKENS["image_token_id"]] * 4 + [
+        TOKENS["vision_end_token_id"]]
+    prompts = [[5, 6, 7] + image + [8], [5] + image + [8, 9, 10]]
+    follow = np.array([[11, 12, 13, 14], [21, 22, 23, 24]])
+    width = max(map(len, prompts))
+    ids = np.zeros((2, width), np.int32)
+    valid = np.zeros((2, width), bool)
+    for b, seq in enumerate(prompts):
+        ids[b, width - len(seq):], valid[b, width - len(seq):] = seq, True
+    frames = np.random.default_rng(4).integers(0, 256, (2, 56, 56, 3), np.uint8)
+    first, cache = pretrained.prefill(ours, weights, config, jnp.asarray(ids), jnp.asarray(frames),
+                                      jnp.asarray(valid), width + follow.shape[1])
+    stepped = [np.asarray(first)]
+    for t in range(follow.shape[1] - 1):
+        step_logits, cache = pretrained.decode(ours, jnp.asarray(follow[:, t]), cache)
+        stepped.append(np.asarray(step_logits))
+    for b, seq in enumerate(prompts):  # each row alone, no padding, one full forward
+        row = np.array([seq + list(follow[b])])
+        full = np.asarray(pretrained.logits(ours, weights, config, jnp.asarray(row),
+                                            jnp.asarray(frames[b:b + 1]),
+                                            jnp.ones(row.shape, bool)))[0]
+        want = full[len(seq) - 1:len(seq) - 1 + follow.shape[1]]
+        np.testing.assert_allclose(np.stack([s[b] for s in stepped]), want, atol=2e-5, rtol=0)
