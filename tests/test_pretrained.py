@@ -445,3 +445,29 @@ def test_prefill_and_cached_decode_equal_the_full_forward(folder):
                                             jnp.ones(row.shape, bool)))[0]
         want = full[len(seq) - 1:len(seq) - 1 + follow.shape[1]]
         np.testing.assert_allclose(np.stack([s[b] for s in stepped]), want, atol=2e-5, rtol=0)
+
+
+def test_greedy_decoding_equals_transformers_generate(folder):
+    """32 greedy tokens on a rendered board in the chat template, token for token the same as
+    transformers' own `generate` (its cache, its M-RoPE bookkeeping)."""
+    import jax
+
+    import jaxgym
+    import render
+
+    variant, tied, model, out = folder
+    config, ours, weights, tokenizer = pretrained.load(out)
+    env = jaxgym.make("swap", preset="easy", tile_px=35)
+    frame = np.asarray(render.frame(env, env.reset(jax.random.key(1))))
+    ids = pretrained.prompt_ids(tokenizer, config, env.instructions(),
+                                pretrained.image_token_count(config, frame.shape))
+    got = pretrained.greedy(ours, weights, config, ids, frame, 32)
+    processed = transformers.Qwen2VLImageProcessorPil()(images=[frame], return_tensors="pt")
+    row = torch.tensor([ids])
+    with torch.no_grad():
+        theirs = model.generate(input_ids=row, attention_mask=torch.ones_like(row),
+                                pixel_values=processed["pixel_values"],
+                                image_grid_thw=processed["image_grid_thw"],
+                                mm_token_type_ids=(row == TOKENS["image_token_id"]).long(),
+                                max_new_tokens=32, min_new_tokens=32, do_sample=False)
+    assert got == theirs[0, len(ids):].tolist()
