@@ -371,7 +371,7 @@ def test_compare_agrees_with_transformers_and_fails_when_jaxgym_differs(folder, 
     report = capsys.readouterr().out
     assert "16 greedy tokens agree" in report and "largest logit difference" in report
     monkeypatch.setattr(qwen_vision, "PIXEL_MEAN", qwen_vision.PIXEL_MEAN + 0.05)
-    assert pretrained.main([out, "--compare"] + tolerance) == 1
+    assert pretrained.main([out, "--compare", "--steps", "2"] + tolerance) == 1
     assert pretrained.main([str(tmp_path / "missing"), "--compare"]) == 2
 
 
@@ -416,6 +416,7 @@ def jaxgym_env(policy):
 def test_prefill_and_cached_decode_equal_the_full_forward(folder):
     """Teacher-forced through the cache (M-RoPE positions resumed after the image, the rope
     delta in the cache), left-padded rows: the logits of the full forward, row by row."""
+    import jax
     import jax.numpy as jnp
 
     variant, tied, model, out = folder
@@ -432,11 +433,13 @@ def test_prefill_and_cached_decode_equal_the_full_forward(folder):
     for b, seq in enumerate(prompts):
         ids[b, width - len(seq):], valid[b, width - len(seq):] = seq, True
     frames = np.random.default_rng(4).integers(0, 256, (2, 56, 56, 3), np.uint8)
-    first, cache = pretrained.prefill(ours, weights, config, jnp.asarray(ids), jnp.asarray(frames),
-                                      jnp.asarray(valid), width + follow.shape[1])
+    prefill = jax.jit(lambda t, f, v: pretrained.prefill(ours, weights, config, t, f, v,
+                                                         width + follow.shape[1]))
+    decode = jax.jit(lambda token, cache: pretrained.decode(ours, token, cache))
+    first, cache = prefill(jnp.asarray(ids), jnp.asarray(frames), jnp.asarray(valid))
     stepped = [np.asarray(first)]
     for t in range(follow.shape[1] - 1):
-        step_logits, cache = pretrained.decode(ours, jnp.asarray(follow[:, t]), cache)
+        step_logits, cache = decode(jnp.asarray(follow[:, t]), cache)
         stepped.append(np.asarray(step_logits))
     for b, seq in enumerate(prompts):  # each row alone, no padding, one full forward
         row = np.array([seq + list(follow[b])])
