@@ -261,13 +261,8 @@ def random_legal_action(key: jax.Array, mask: jax.Array) -> jax.Array:
     seed = chance.seed_from_key(key)
     if n <= SAMPLE_BLOCK:
         return _pick_largest(seed, mask)
-    counts = _block_counts(mask)
-    # legal actions up to each block's end, as a triangular sum (a cumsum is a slow
-    # reduce-window on the CPU)
-    blocks = counts.shape[0]
-    upto = np.tril(np.ones((blocks, blocks), bool))
-    legal_ends = jnp.sum(jnp.where(upto, counts[None, :], 0), axis=1)
-    total = legal_ends[-1]
+    legal_ends = jnp.cumsum(_block_counts(mask))  # legal actions up to each block's end
+    blocks, total = legal_ends.shape[0], legal_ends[-1]
     # the r-th legal action, r uniform below total (modulo bias under total / 2**32)
     r = chance.cell_bits(seed, 1, ()) % jnp.maximum(total, 1).astype(jnp.uint32)
     block = jnp.minimum(jnp.sum(legal_ends.astype(jnp.uint32) <= r), blocks - 1).astype(jnp.int32)

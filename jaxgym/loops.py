@@ -4,10 +4,11 @@
 
 `jax.lax.while_loop` under `vmap` runs every board for as many rounds as the slowest one needs,
 computing the body for all of them and keeping the results of those still running. Swap's
-cascades and re-deals are like that: at batch 4096 on the paper's 8x8 board, after a random
-move about one board in six has no valid swap left and is re-dealt, a few of them five times. `while_loop` here has the same meaning for one board, and its batching rule
-packs the boards still running into the smallest of a few fixed buffer sizes (1/64, 1/16, 1/4,
-1/2 of the batch, or all of it) before each round, so a round with few boards left costs little. Boards
+cascades and re-deals are like that: on the paper's 8x8 board, after a random move a sizeable
+share of the boards has no valid swap left and is re-dealt, a few of them several times.
+`while_loop` here has the same meaning for one board, and its batching rule packs the boards
+still running into the smallest of a few fixed buffer sizes (1/64, 1/16, 1/4, 1/2 of the
+batch, or all of it) before each round, so a round with few boards left costs little. Boards
 come out exactly as from `lax.while_loop`.
 
 `select_rarely`: a slow exact path that few boards need (a hand-made Shisen-Sho board with

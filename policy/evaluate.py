@@ -143,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                          policy.restate_board)
     if args.model:  # boards drawn at a size the checkpoint reads unchanged
         try:
-            env = games.envs[0]
-            games = dataclasses.replace(games, envs=(dataclasses.replace(env, tile_px=policy.tile_px(env)),))
+            games = dataclasses.replace(games, envs=(policy.fitted(games.envs[0]),))
         except ValueError as err:
             parser.error(str(err))
     try:

@@ -46,6 +46,8 @@ from jaxgym.core import Env
 from policy import model as vlm, qwen_vision
 
 PIXEL_BOUNDS = (56 * 56, 28 * 28 * 1280)  # Qwen's image processor: min_pixels, max_pixels
+IMAGE_TOKENS = {"image_token_id": "<|image_pad|>", "vision_start_token_id": "<|vision_start|>",
+                "vision_end_token_id": "<|vision_end|>"}  # config.json's name -> the token
 ARCHITECTURES = {"Qwen2VLForConditionalGeneration": "qwen2-vl",
                  "Qwen2_5_VLForConditionalGeneration": "qwen2.5-vl"}
 WEIGHTS, INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -281,9 +283,7 @@ def read_tokenizer(folder: str, config: PretrainedConfig):
                          "holds tokenizer.json and tokenizer_config.json") from None
     if not tokenizer.chat_template:
         raise ValueError(f"{folder}: the tokenizer has no chat template")
-    for name in ("image_token_id", "vision_start_token_id", "vision_end_token_id"):
-        token = {"image_token_id": "<|image_pad|>", "vision_start_token_id": "<|vision_start|>",
-                 "vision_end_token_id": "<|vision_end|>"}[name]
+    for name, token in IMAGE_TOKENS.items():
         if tokenizer.convert_tokens_to_ids(token) != getattr(config, name):
             raise ValueError(f"{folder}: the tokenizer gives {token} id "
                              f"{tokenizer.convert_tokens_to_ids(token)}, config.json's {name} "
@@ -315,6 +315,14 @@ def fitting_tile_px(env: Env, config: PretrainedConfig,
     rows, cols = env.board_shape
     fits = [px for px in range(8, 257) if _frames_fit(rows, cols, px, side, bounds)]
     return min(fits, key=lambda px: (abs(px - env.tile_px), px)) if fits else None
+
+
+def fitted(env: Env, config: PretrainedConfig, bounds: tuple[int, int] = PIXEL_BOUNDS) -> Env:
+    """env drawn at `fitting_tile_px`; ValueError (`check_frames`'s) if no cell size fits."""
+    px = fitting_tile_px(env, config, bounds)
+    if px is None:
+        check_frames(env, config, bounds)  # raises, saying why
+    return dataclasses.replace(env, tile_px=px)
 
 
 def check_frames(env: Env, config: PretrainedConfig, bounds: tuple[int, int] = PIXEL_BOUNDS) -> None:
@@ -416,13 +424,9 @@ class PretrainedPolicy:
     def __repr__(self) -> str:
         return f"PretrainedPolicy({self.folder!r}, {self.config.variant})"
 
-    def tile_px(self, env: Env) -> int:
-        """The cell size env's boards are drawn at for this checkpoint (`fitting_tile_px`);
-        ValueError if none fits."""
-        px = fitting_tile_px(env, self.config, pixel_bounds(self.folder))
-        if px is None:
-            check_frames(env, self.config, pixel_bounds(self.folder))  # raises, saying why
-        return px
+    def fitted(self, env: Env) -> Env:
+        """env drawn at a cell size this checkpoint reads unchanged (`fitted`)."""
+        return fitted(env, self.config, pixel_bounds(self.folder))
 
     def respond_texts(self, games, states, frames, key, step: int) -> list[str]:
         """One reply per board (board order), game by game; greedy, so `key` is unused."""
@@ -442,26 +446,24 @@ class PretrainedPolicy:
 
 def reference_greedy(folder: str, config: PretrainedConfig, ids: list[int], frame: np.ndarray,
                      steps: int) -> tuple[list[int], np.ndarray]:
-    """The same as `greedy`, run by transformers (eager attention, float32) with its own
-    image processor: the reference `--compare` checks against. Needs torch."""
+    """(`steps` greedy tokens from transformers' own `generate`, float32[len(ids), vocab] the
+    prompt's logits), eager attention, float32, its own image processor: the reference
+    `--compare` checks against. Needs torch."""
     import torch  # the hf extra
 
     cls = (transformers.Qwen2VLForConditionalGeneration if config.variant == "qwen2-vl"
            else transformers.Qwen2_5_VLForConditionalGeneration)
     model = cls.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager").eval()
     processed = transformers.Qwen2VLImageProcessorPil()(images=[frame], return_tensors="pt")
-    tokens = list(ids)
+    row = torch.tensor([ids])
+    inputs = dict(input_ids=row, pixel_values=processed["pixel_values"],
+                  image_grid_thw=processed["image_grid_thw"],
+                  mm_token_type_ids=(row == config.image_token_id).long())
     with torch.no_grad():
-        for step in range(steps + 1):
-            row = torch.tensor([tokens])
-            out = model(input_ids=row, pixel_values=processed["pixel_values"],
-                        image_grid_thw=processed["image_grid_thw"],
-                        mm_token_type_ids=(row == config.image_token_id).long()).logits[0]
-            if step == 0:
-                prompt_logits = out.numpy()
-            if step < steps:
-                tokens.append(int(out[-1].argmax()))
-    return tokens[len(ids):], prompt_logits
+        prompt_logits = model(**inputs).logits[0].numpy()
+        new = model.generate(**inputs, attention_mask=torch.ones_like(row), do_sample=False,
+                             max_new_tokens=steps, min_new_tokens=steps)
+    return new[0, len(ids):].tolist(), prompt_logits
 
 
 def compare(folder: str, game: str = "swap", preset: str | None = "easy", steps: int = 16,
@@ -470,11 +472,7 @@ def compare(folder: str, game: str = "swap", preset: str | None = "easy", steps:
     `game` in the checkpoint's chat template; True when the prompt's logits agree within
     `tolerance` and the `steps` greedy tokens are the same."""
     config, model, weights, tokenizer = load(folder)
-    env = jaxgym.make(game, preset=preset)
-    px = fitting_tile_px(env, config, pixel_bounds(folder))
-    if px is None:
-        check_frames(env, config, pixel_bounds(folder))  # raises, saying why
-    env = jaxgym.make(game, preset=preset, tile_px=px)  # a size the checkpoint reads unchanged
+    env = fitted(jaxgym.make(game, preset=preset), config, pixel_bounds(folder))
     frame = render.frame(env, env.reset(jax.random.key(0)))
     ids = prompt_ids(tokenizer, config, env.instructions(), image_token_count(config, frame.shape))
     out(f"{folder}: {config.variant}, {len(ids)} prompt tokens, {frame.shape[0]}x{frame.shape[1]} "

@@ -409,8 +409,7 @@ def test_evaluate_plays_a_downloaded_folder_zero_shot(folder, tmp_path):
 def jaxgym_env(policy):
     import jaxgym
 
-    env = jaxgym.make("swap", preset="easy")
-    return jaxgym.make("swap", preset="easy", tile_px=policy.tile_px(env))
+    return policy.fitted(jaxgym.make("swap", preset="easy"))
 
 
 def test_prefill_and_cached_decode_equal_the_full_forward(folder):

@@ -177,8 +177,8 @@ def legal_pairs(types: jax.Array, copies: int) -> tuple[jax.Array, jax.Array]:
     down, across, row_gap, col_gap = line_bitsets(types >= 0)
     order = jnp.sort(types.ravel() * n + jnp.arange(n))  # by type, then cell
     cell, kind = order % n, jnp.where(order >= 0, order // n, -1)
-    # each sorted cell's bitsets and place, gathered once for every d
-    down, across, row, col = jax.lax.optimization_barrier((down[cell], across[cell], cell // cols, cell % cols))
+    row, col = cell // cols, cell % cols
+    down, across = down[cell], across[cell]
     legal, actions = [], []
     for d in range(1, min(copies, n)):
         a, b = slice(None, -d), slice(d, None)
@@ -191,8 +191,12 @@ def legal_pairs(types: jax.Array, copies: int) -> tuple[jax.Array, jax.Array]:
     if copies >= n:
         return mask, some
     crowded = jnp.any((kind[:-copies] == kind[copies:]) & (kind[:-copies] >= 0))
-    every_pair = lambda t: (lambda m: (m, jnp.any(m)))(all_pairs_mask(t))
-    return loops.select_rarely(crowded, every_pair, types, (mask, some))
+    return loops.select_rarely(crowded, _all_pairs_and_any, types, (mask, some))
+
+
+def _all_pairs_and_any(types: jax.Array) -> tuple[jax.Array, jax.Array]:
+    mask = all_pairs_mask(types)
+    return mask, jnp.any(mask)
 
 
 def all_pairs_mask(types: jax.Array) -> jax.Array:

@@ -149,8 +149,7 @@ def cascade(
     def clear_round(seed, carry):
         board, runs, score, rounds = carry
         cleared = jnp.sum(runs, dtype=jnp.int32)
-        new_tiles = chance.cell_ints(seed, 2 * rounds, board.shape, n_types)
-        board = drop_and_refill(board, runs, new_tiles)
+        board = drop_and_refill(board, runs, chance.cell_ints(seed, 2 * rounds, board.shape, n_types))
         return board, find_runs(board), score + cleared * (cleared - 1), rounds + 1
 
     zero = jnp.zeros((), jnp.int32)
