@@ -35,7 +35,9 @@ today's model, brief prompt and targets; "a+b" combines changes):
 `--decoder` runs the probe without the VLM: the decoder alone reads the 16 cells as tokens and
 writes r1 c1 r2 c2 (the symbolic version of the task), at the embedding and position scales
 given by `--decoder-settings`, to show which of them the decoder needs; `--decoder-prefix N`
-puts N constant tokens (as a prompt would) before the cells, `--decoder-between N` after them.
+puts N constant tokens (as a prompt would) before the cells, `--decoder-between N` after them;
+`--decoder-soft-target` scores each digit of the move against its distribution over the valid
+moves that agree with the earlier digits instead of the expert's digit.
 """
 
 from __future__ import annotations
@@ -276,7 +278,8 @@ DECODER_SETTINGS = {
 def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int = 32,
                 lr: float = 1e-3, prefix: int = 0, between: int = 0, eval_boards: int = 512,
                 quiet: bool = False, board: dict | None = None, words: bool = False,
-                restate: bool = False, valid_target: bool = False, **sizes) -> list[dict]:
+                restate: bool = False, valid_target: bool = False, soft_target: bool = False,
+                **sizes) -> list[dict]:
     """The tiny decoder (changed by `sizes`, e.g. width=64) on easy Swap's cells as tokens ->
     the expert's r1 c1 r2 c2, with `prefix` constant tokens before the cells and `between`
     after them. `board`: the Swap settings instead of the easy preset. `words`: each cell as
@@ -284,10 +287,12 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
     the perception text spells it, instead of one token. `restate`: the cells again, one
     token each (ids 224 on), after the `between` tokens and right before the move, as the
     cold start's think does with `restate_board`. `valid_target`: a uniformly random valid
-    move as the target instead of the expert's."""
+    move as the target instead of the expert's. `soft_target`: each of the move's digits is
+    scored against the distribution of that digit over the valid moves that agree with the
+    target's earlier digits (`policy.sft.soft_move_targets`) instead of the target's digit."""
     program = _decoder_program(setting, batch, lr, steps, prefix, between,
                                tuple(sorted((board or dict(preset="easy")).items())), words,
-                               restate, valid_target, tuple(sorted(sizes.items())))
+                               restate, valid_target, soft_target, tuple(sorted(sizes.items())))
     params = program.init(seed)
     opt_state = program.tx.init(params)
     boards, legal, _ = program.boards_and_moves(jax.random.key(10_000 + seed), eval_boards)
@@ -310,7 +315,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
 
 @functools.lru_cache(maxsize=4)
 def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, restate,
-                     valid_target, sizes):
+                     valid_target, soft_target, sizes):
     """`run_decoder`'s jitted functions, built once for every seed of one configuration (the
     seed enters through the parameters and the keys, so the seeds share their compilation)."""
     env = jaxgym.make("swap", **dict(board))
@@ -354,17 +359,24 @@ def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, r
         parts += [boards + 224] if restate else []
         return jnp.concatenate(parts + [jnp.full((n, 1), start), written + digit], 1)
 
-    def loss_fn(params, boards, moves):
+    def loss_fn(params, boards, legal, moves):
         logits = forward(params, sequence(boards, moves[:, :3]))[:, prefix + width + between:]
-        logp = jax.nn.log_softmax(logits)
-        return -jnp.mean(jnp.take_along_axis(logp, (moves + digit)[..., None], 2))
+        logp = jax.nn.log_softmax(logits)[..., digit:digit + 16]  # [B, 4, digits]
+        if not soft_target:
+            return -jnp.mean(jnp.take_along_axis(logp, moves[..., None], 2))
+        agree = jnp.cumprod(coords[None, :, :] == moves[:, None, :], axis=2)  # [B, A, 4]
+        earlier = jnp.concatenate([jnp.ones_like(agree[..., :1]), agree[..., :-1]], 2)
+        weight = (earlier * legal[..., None]).astype(jnp.float32)  # valid moves agreeing so far
+        target = jnp.einsum("bak,akd->bkd", weight, jax.nn.one_hot(coords, 16))
+        target = target / jnp.sum(target, -1, keepdims=True)
+        return -jnp.mean(jnp.sum(target * logp, -1))
 
     tx = sft.optimizer(build(sft.SFTConfig, steps=steps, lr=lr, warmup_steps=steps // 20))
 
     @jax.jit
     def update(params, opt_state, key):
-        boards, _, moves = boards_and_moves(key, batch)
-        loss, grads = jax.value_and_grad(loss_fn)(params, boards, moves)
+        boards, legal, moves = boards_and_moves(key, batch)
+        loss, grads = jax.value_and_grad(loss_fn)(params, boards, legal, moves)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -415,6 +427,9 @@ def main(argv: list[str] | None = None) -> None:
                              "cold start's restate_board)")
     parser.add_argument("--decoder-valid-target", action="store_true",
                         help="a uniformly random valid move as the target (the decoder probe)")
+    parser.add_argument("--decoder-soft-target", action="store_true",
+                        help="each digit of the move scored against its distribution over the "
+                             "valid moves that agree with the earlier digits (the decoder probe)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", default="0")
@@ -439,7 +454,8 @@ def main(argv: list[str] | None = None) -> None:
                 rows += run_decoder(name, args.steps, args.eval_every, seed, lr=args.lr,
                                     prefix=args.decoder_prefix, between=args.decoder_between,
                                     words=args.decoder_words, restate=args.decoder_restate,
-                                    valid_target=args.decoder_valid_target)
+                                    valid_target=args.decoder_valid_target,
+                                    soft_target=args.decoder_soft_target)
     else:
         names = args.variants.split(",")
         unknown = [n for n in names if not set(n.split("+")) <= set(VARIANTS)]

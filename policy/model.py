@@ -507,6 +507,15 @@ class VLM(nnx.Module):
                             positions, context)
         return self.logits(x)
 
+    def text_logits(self, tokens: jax.Array, positions: jax.Array,
+                    valid: jax.Array) -> jax.Array:
+        """float32[B, T, vocab]: the decoder alone on text, each token at a given position (no
+        image, no shared prefix): a part of a longer sequence scored without what came before
+        it. tokens, positions: int32[B, T]; valid: bool[B, T]."""
+        x = self.add_positions(self.model.embed_tokens(tokens), positions)
+        x, _ = self._layers(x, positions, None, 0, valid, positions)
+        return self.logits(x)
+
     def prefill(self, tokens: jax.Array, frames: jax.Array, valid: jax.Array, cache_len: int,
                 prefix: dict | None = None,
                 group: jax.Array | None = None) -> tuple[jax.Array, dict]:

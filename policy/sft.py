@@ -22,7 +22,7 @@ import json
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +60,10 @@ class SFTConfig:
                                        "relative to the perception tokens")
     move_weight: float = knob(1.0, "weight of the move in the <think> (its first numbers, as "
                                    "many as the answer has) against the other tokens")
+    think_batch: int = knob(0, "more boards per step, trained on their think alone: from "
+                               "<think> through the move, without the image, instructions and "
+                               "perception before it, at the positions it holds in the whole "
+                               "response (needs restate_board)")
     max_random_moves: int = knob(3, "boards are advanced by up to this many random moves")
     eval_every: int = knob(100, "steps between held-out evaluations")
     eval_boards: int = knob(64, "held-out boards per evaluation")
@@ -74,18 +78,27 @@ class SFTConfig:
             raise ValueError("steps, batch and eval_boards must be positive")
         if self.decision_weight <= 0 or self.move_weight <= 0:
             raise ValueError("decision_weight and move_weight must be positive")
+        if self.think_batch < 0:
+            raise ValueError("think_batch must be >= 0")
+        if self.think_batch and self.variant != "cold":
+            raise ValueError("think_batch trains the cold start's move: variant must be cold")
+        if self.think_batch and not self.restate_board:
+            raise ValueError("think_batch trains the move from the think's restated board: "
+                             "it needs restate_board")
         if self.prompt_style not in game_text.PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {game_text.PROMPT_STYLES}")
 
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
-    # this 2-core CPU: the tiny model on easy boards, well inside 15 minutes
-    "cpu": dict(model="tiny", board_preset="easy", steps=500, batch=32, lr=1e-3, warmup_steps=25,
-                prompt_style="brief"),
+    # this 2-core CPU: the tiny model on easy boards, about 19 minutes; the move is learnt
+    # from 96 more boards a step seen as their think alone (docs/learnability.md, section 8)
+    "cpu": dict(model="tiny", board_preset="easy", steps=1500, batch=32, lr=1e-3,
+                warmup_steps=75, prompt_style="brief", restate_board=True, move_weight=20.0,
+                think_batch=96, eval_every=250),
     # one GPU: a larger model, larger batches
     "gpu": dict(model="small", board_preset="easy", steps=1500, batch=256, lr=5e-4,
-                warmup_steps=75, prompt_style="brief",
-                eval_every=500, eval_boards=256, save_every=500),
+                warmup_steps=75, prompt_style="brief", restate_board=True, move_weight=20.0,
+                think_batch=768, eval_every=500, eval_boards=256, save_every=500),
 }
 """Run sizes (`--preset`): flat settings of SFTConfig (`policy.config.build`)."""
 
@@ -98,11 +111,51 @@ def optimizer(cfg: SFTConfig) -> optax.GradientTransformation:
 
 
 def response_loss(model: nnx.Module, prompt: sample.Prompt, frames, response,
-                  mask) -> jax.Array:
+                  mask, think: ThinkRows | None = None) -> jax.Array:
     """Negative log-likelihood of the response tokens, averaged with weights `mask`
-    (bool or float32[B, N])."""
+    (bool or float32[B, N]); with `think`, its tokens are averaged in alike."""
     logprobs = sample.token_logprobs(model, prompt, frames, response)
-    return -jnp.sum(logprobs * mask) / jnp.maximum(jnp.sum(mask), 1)
+    total, weight = -jnp.sum(logprobs * mask), jnp.sum(mask)
+    if think is not None:
+        logits = model.text_logits(think.tokens, think.positions, think.valid)[:, :-1]
+        logprobs = jnp.take_along_axis(jax.nn.log_softmax(logits), think.tokens[:, 1:, None],
+                                       -1)[..., 0]
+        total, weight = total - jnp.sum(logprobs * think.weights[:, 1:]), weight + jnp.sum(
+            think.weights[:, 1:])
+    return total / jnp.maximum(weight, 1)
+
+
+class ThinkRows(NamedTuple):
+    """Responses cut to their think, from `<think>` through the move (`think_rows`)."""
+
+    tokens: jax.Array  # int32[A, W], right-padded
+    positions: jax.Array  # int32[A, W]: each token's position in its whole sequence
+    valid: jax.Array  # bool[A, W]
+    weights: jax.Array  # float32[A, W]: each token's loss weight, 0 up to the restated board
+
+
+def think_rows(tokenizer, response: np.ndarray, weights: np.ndarray,
+               offsets: np.ndarray) -> ThinkRows:
+    """Each response's think from `<think>` through the move it first names, kept at its
+    positions (`offsets`: int32[A], the position of each response's first token), its loss
+    weights those of the whole response after the restated board (which a think alone cannot
+    predict) and 0 before. response, weights: [A, N] as `targets` makes them."""
+    start = np.argmax(response == tokenizer.tag_ids["<think>"], axis=1)
+    move = move_mask(tokenizer, response)
+    if not (move.any(1) & (response == tokenizer.tag_ids["<think>"]).any(1)).all():
+        raise ValueError("think_rows needs a <think> that names the move in every response")
+    end = response.shape[1] - np.argmax(move[:, ::-1], axis=1)  # one past the move
+    codes = np.isin(response, tokenizer.cell_code_ids)
+    board_end = np.where(codes.any(1), response.shape[1] - np.argmax(codes[:, ::-1], axis=1), 0)
+    width = -(-int((end - start).max()) // 8) * 8
+    columns = start[:, None] + np.arange(width)
+    inside = columns < end[:, None]
+    taken = np.minimum(columns, response.shape[1] - 1)
+    rows = np.arange(response.shape[0])[:, None]
+    tokens = np.where(inside, response[rows, taken], tokenizer.pad_id).astype(np.int32)
+    kept = inside & (columns >= board_end[:, None])
+    return ThinkRows(tokens, (offsets[:, None] + columns).astype(np.int32), inside,
+                     np.where(kept, weights[rows, taken], 0.0).astype(np.float32))
 
 
 @functools.lru_cache(maxsize=16)
@@ -133,13 +186,24 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
 
 
 def targets(cfg: SFTConfig, games: episodes.GameSet, tokenizer, states, key, budget):
-    """(int32[B, budget] response ids, float32[B, budget] loss weights: 0 on padding,
-    `decision_weight` from `<think>` on, 1 before, times `move_weight` on the move)."""
+    """(int32[B, N] response ids, float32[B, N] loss weights: 0 on padding, `decision_weight`
+    from `<think>` on, 1 before, times `move_weight` on the move). N is the batch's longest
+    target rounded up to 8, at most `budget`: the sampling budget's slack would only add
+    padding to every training sequence (a few shapes, each compiled once)."""
     texts = (games.cold_start_texts(states) if cfg.variant == "cold"
              else games.base_texts(key, cfg.batch))
     response, mask = episodes.pad_responses(tokenizer, texts, budget)
+    width = -(-int(mask.sum(1).max()) // 8) * 8
+    response, mask = response[:, :width], mask[:, :width]
     weights = decision_weights(tokenizer, response, mask, cfg.decision_weight)
     return response, weights * move_weights(tokenizer, response, cfg.move_weight)
+
+
+def response_offsets(prompt: sample.Prompt) -> np.ndarray:
+    """int32[B]: the position of each sequence's first response token (after its shared
+    instructions and its own prompt tokens)."""
+    shared = np.asarray(prompt.prefix_valid).sum(1)[np.asarray(prompt.group)]
+    return (shared + np.asarray(prompt.valid).sum(1)).astype(np.int32)
 
 
 def decision_weights(tokenizer, response: np.ndarray, mask: np.ndarray,
@@ -154,13 +218,17 @@ def move_weights(tokenizer, response: np.ndarray, weight: float) -> np.ndarray:
     move is the response's first numbers after `<think>`, as many as its answer holds (the
     four coordinates of "Swap (1, 2) with (1, 3)" for an answer "(1, 2) (1, 3)"; the answer's
     own digit when the think names no number), so the weights need no game rules."""
+    return np.where(move_mask(tokenizer, response), weight, 1.0).astype(np.float32)
+
+
+def move_mask(tokenizer, response: np.ndarray) -> np.ndarray:
+    """bool[B, N]: the move where the think first names it (`move_weights`)."""
     numbers = np.isin(response, tokenizer.number_ids)
     after_think = np.cumsum(response == tokenizer.tag_ids["<think>"], axis=1) > 0
     in_answer = np.cumsum(response == tokenizer.tag_ids["<answer>"], axis=1) > 0
     count = (numbers & in_answer).sum(1, keepdims=True)
     rank = np.cumsum(numbers & after_think, axis=1)
-    move = numbers & after_think & (rank <= count)
-    return np.where(move, weight, 1.0).astype(np.float32)
+    return numbers & after_think & (rank <= count)
 
 
 def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
@@ -200,13 +268,18 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     held_out = games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
     started = time.time()
 
+    think_offsets = response_offsets(games.prompt(tokenizer, model_cfg, cfg.think_batch or 1))
+
     def step_fn(state, step):
         params, opt_state = state
         key = jax.random.fold_in(jax.random.key(cfg.seed), step)
         states = games.deal(key, cfg.batch, cfg.max_random_moves)
-        response, mask = targets(cfg, games, tokenizer, states, key, budget)
-        params, opt_state, loss = train_step(params, opt_state, prompt, games.draw(states),
-                                             response, mask)
+        batch = (prompt, games.draw(states), *targets(cfg, games, tokenizer, states, key, budget))
+        if cfg.think_batch:
+            more = games.deal(jax.random.fold_in(key, 1), cfg.think_batch, cfg.max_random_moves)
+            batch += (think_rows(tokenizer, *targets(cfg, games, tokenizer, more, key, budget),
+                                 think_offsets),)
+        params, opt_state, loss = train_step(params, opt_state, *batch)
         return (params, opt_state), dict(loss=float(loss),
                                          seconds=round(time.time() - started, 1))
 

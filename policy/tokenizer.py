@@ -150,6 +150,9 @@ class GameTokenizer:
         self.number_ids = np.asarray(  # tokens that spell a number ("7", " 12")
             [i for i in range(self.vocab_size) if tokenizer.id_to_token(i) is not None
              and tokenizer.decode([i]).strip().isdigit()], np.int32)
+        self.cell_code_ids = np.asarray(  # the restated board's cell codes (" AB")
+            [i for i in (tokenizer.token_to_id(" " + cell_code(v))
+                         for v in range(-1, RESTATED_VALUES - 1)) if i is not None], np.int32)
         self._definition = tokenizer.to_str()
 
     # Equal definitions compare equal: compiled functions that take the tokenizer as a static

@@ -151,6 +151,8 @@ def init_config(cfg: TrainConfig) -> sft.SFTConfig:
     steps = cfg.init_steps or (options["steps"] if cfg.mode == "g1" else options["steps"] // 5)
     options.update(steps=steps, eval_every=min(options.get("eval_every", 100), steps),
                    save_every=steps, warmup_steps=steps // 20)
+    if cfg.mode == "g0":
+        options.update(think_batch=0)  # the base learns the format alone: no move to train
     return config.build(sft.SFTConfig, **options)
 
 

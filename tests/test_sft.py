@@ -62,6 +62,45 @@ def test_move_weights_weigh_the_move_where_the_think_first_names_it():
     assert set(weights.ravel().tolist()) == {1.0, 20.0}
 
 
+def test_think_rows_hold_the_think_through_the_move_at_its_positions():
+    tok = tokenization.default()
+    env = jaxgym.make("swap", "easy")
+    games = episodes.GameSet((env,), "brief", restate_board=True)
+    cfg = build(sft.SFTConfig, restate_board=True, think_batch=3, move_weight=20.0)
+    states = episodes.deal(env, jax.random.key(3), 3, 1)
+    response, weights = sft.targets(cfg, games, tok, (states,), None, 128)
+    model_cfg = vlm.config("tiny", **SMALL)
+    prompt = games.prompt(tok, model_cfg, 3)
+    offsets = sft.response_offsets(prompt)
+    prompt_text = jaxgym.text.prompt(env, "brief")
+    assert (offsets == len(tok.prompt_ids(prompt_text, model_cfg.num_image_tokens(
+        episodes.draw(env, states).shape[1:])))).all()
+    rows = sft.think_rows(tok, response, weights, offsets)
+    for i in range(3):
+        text = tok.decode(rows.tokens[i][rows.valid[i]])
+        board = episodes.restated_board(np.asarray(states.board[i]))
+        move = jaxgym.text.answer_text(env, int(env.expert_action(
+            jax.tree.map(lambda x: x[i], states)))).replace(") (", ") with (")
+        assert text == f"<think>{board} Swap {move[:-1]}"
+        start = response[i].tolist().index(tok.tag_ids["<think>"])
+        n = int(rows.valid[i].sum())
+        assert (rows.positions[i, :n] == offsets[i] + start + np.arange(n)).all()
+        scored = rows.weights[i] > 0
+        assert tok.decode(rows.tokens[i][scored]).startswith(" Swap (")
+        assert (rows.weights[i][scored] == weights[i, start:start + n][scored[:n]]).all()
+        assert sorted(set(rows.weights[i][scored].tolist())) == [1.0, 20.0]
+
+
+def test_text_logits_equal_the_full_forward_on_text():
+    tok = tokenization.default()
+    model = vlm.create(vlm.config("tiny", **SMALL), tok.image_pad_id, 0)
+    tokens = np.asarray([tok.encode("<think>Board: AB AC Swap (0, 1)")], np.int32)
+    positions = np.arange(tokens.shape[1], dtype=np.int32)[None]
+    frames = np.zeros((1, 32, 32, 3), np.uint8)
+    np.testing.assert_allclose(model.text_logits(tokens, positions, tokens > -1),
+                               model(tokens, frames), atol=1e-5)
+
+
 def initial_loss():
     env = jaxgym.make(CFG.game, CFG.board_preset)
     tok = tokenization.default()
@@ -125,6 +164,8 @@ def test_bad_settings_are_clear_errors():
         sft.SFTConfig(variant="warm")
     with pytest.raises(ValueError, match="warmup"):
         build(sft.SFTConfig, warmup_steps=-1)
+    with pytest.raises(ValueError, match="restate_board"):
+        build(sft.SFTConfig, think_batch=8)
 
 
 def test_evaluate_baselines():
