@@ -279,7 +279,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
                 lr: float = 1e-3, prefix: int = 0, between: int = 0, eval_boards: int = 512,
                 quiet: bool = False, board: dict | None = None, words: bool = False,
                 restate: bool = False, valid_target: bool = False, soft_target: bool = False,
-                **sizes) -> list[dict]:
+                hide_prefix: bool = False, think_batch: int = 0, **sizes) -> list[dict]:
     """The tiny decoder (changed by `sizes`, e.g. width=64) on easy Swap's cells as tokens ->
     the expert's r1 c1 r2 c2, with `prefix` constant tokens before the cells and `between`
     after them. `board`: the Swap settings instead of the easy preset. `words`: each cell as
@@ -289,10 +289,15 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
     cold start's think does with `restate_board`. `valid_target`: a uniformly random valid
     move as the target instead of the expert's. `soft_target`: each of the move's digits is
     scored against the distribution of that digit over the valid moves that agree with the
-    target's earlier digits (`policy.sft.soft_move_targets`) instead of the target's digit."""
+    target's earlier digits instead of the target's digit. `hide_prefix`: no token attends to
+    the prefix (it is there, at its positions, but masked). `think_batch`: that many more
+    boards a step, trained on the sequence after the prefix alone (the cells, the `between`
+    tokens and the move) at the positions it holds in the whole sequence, as the cold start's
+    `think_batch` trains the think without what comes before it."""
     program = _decoder_program(setting, batch, lr, steps, prefix, between,
                                tuple(sorted((board or dict(preset="easy")).items())), words,
-                               restate, valid_target, soft_target, tuple(sorted(sizes.items())))
+                               restate, valid_target, soft_target, hide_prefix, think_batch,
+                               tuple(sorted(sizes.items())))
     params = program.init(seed)
     opt_state = program.tx.init(params)
     boards, legal, _ = program.boards_and_moves(jax.random.key(10_000 + seed), eval_boards)
@@ -315,7 +320,7 @@ def run_decoder(setting: str, steps: int, eval_every: int, seed: int, batch: int
 
 @functools.lru_cache(maxsize=4)
 def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, restate,
-                     valid_target, soft_target, sizes):
+                     valid_target, soft_target, hide_prefix, think_batch, sizes):
     """`run_decoder`'s jitted functions, built once for every seed of one configuration (the
     seed enters through the parameters and the keys, so the seeds share their compilation)."""
     env = jaxgym.make("swap", **dict(board))
@@ -327,12 +332,14 @@ def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, r
     before = jnp.asarray(64 + np.arange(prefix) % 128, jnp.int32)  # the prompt stand-in
     after = jnp.asarray(208 + np.arange(between) % 48, jnp.int32)
 
-    def forward(params, tokens):
+    def forward(params, tokens, offset=0):
+        """Logits of sequences whose first token sits at position `offset`."""
         model = nnx.merge(graphdef, params)
-        positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-        x = model.add_positions(model.model.embed_tokens(tokens), positions)
-        x, _ = model._layers(x, positions, None, 0, jnp.ones(tokens.shape, bool), positions)
-        return model.logits(x)
+        positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]) + offset, tokens.shape)
+        seen = jnp.ones(tokens.shape, bool)
+        if hide_prefix and offset == 0:
+            seen = seen.at[:, :prefix].set(False)
+        return model.text_logits(tokens, positions, seen)
 
     @functools.partial(jax.jit, static_argnums=1)
     def boards_and_moves(key, n):
@@ -359,8 +366,13 @@ def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, r
         parts += [boards + 224] if restate else []
         return jnp.concatenate(parts + [jnp.full((n, 1), start), written + digit], 1)
 
-    def loss_fn(params, boards, legal, moves):
-        logits = forward(params, sequence(boards, moves[:, :3]))[:, prefix + width + between:]
+    def loss_fn(params, boards, legal, moves, short=False):
+        """Mean over the boards; `short`: the sequences without their prefix."""
+        tokens = sequence(boards, moves[:, :3])
+        if short:
+            logits = forward(params, tokens[:, prefix:], prefix)[:, width + between:]
+        else:
+            logits = forward(params, tokens)[:, prefix + width + between:]
         logp = jax.nn.log_softmax(logits)[..., digit:digit + 16]  # [B, 4, digits]
         if not soft_target:
             return -jnp.mean(jnp.take_along_axis(logp, moves[..., None], 2))
@@ -376,7 +388,16 @@ def _decoder_program(setting, batch, lr, steps, prefix, between, board, words, r
     @jax.jit
     def update(params, opt_state, key):
         boards, legal, moves = boards_and_moves(key, batch)
-        loss, grads = jax.value_and_grad(loss_fn)(params, boards, legal, moves)
+
+        def total(params):
+            loss = loss_fn(params, boards, legal, moves)
+            if not think_batch:
+                return loss
+            more = boards_and_moves(jax.random.fold_in(key, 1), think_batch)
+            return (batch * loss + think_batch * loss_fn(params, *more, short=True)) / (
+                batch + think_batch)
+
+        loss, grads = jax.value_and_grad(total)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -430,6 +451,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decoder-soft-target", action="store_true",
                         help="each digit of the move scored against its distribution over the "
                              "valid moves that agree with the earlier digits (the decoder probe)")
+    parser.add_argument("--decoder-hide-prefix", action="store_true",
+                        help="no token attends to the constant prefix (the decoder probe)")
+    parser.add_argument("--decoder-think-batch", type=int, default=0,
+                        help="more boards a step trained without the prefix, at the positions "
+                             "they hold after it (the decoder probe; policy.sft's think_batch)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", default="0")
@@ -455,7 +481,9 @@ def main(argv: list[str] | None = None) -> None:
                                     prefix=args.decoder_prefix, between=args.decoder_between,
                                     words=args.decoder_words, restate=args.decoder_restate,
                                     valid_target=args.decoder_valid_target,
-                                    soft_target=args.decoder_soft_target)
+                                    soft_target=args.decoder_soft_target,
+                                    hide_prefix=args.decoder_hide_prefix,
+                                    think_batch=args.decoder_think_batch)
     else:
         names = args.variants.split(",")
         unknown = [n for n in names if not set(n.split("+")) <= set(VARIANTS)]

@@ -32,6 +32,12 @@ def test_decoder_probe_reports_a_valid_move_rate():
     assert 0.0 <= rows[0]["valid_move_rate"] <= 1.0
     assert (rows[0]["prefix"], rows[0]["between"]) == (3, 2)
     assert "| embed-0.33 (fixed) | 0 | " in learnability.table(rows, "setting")
+    # the cold start's think rows, soft targets and a hidden prefix run in the probe too
+    rows = learnability.run_decoder("default", steps=2, eval_every=2, seed=0, prefix=3,
+                                    between=1, eval_boards=64, quiet=True, board=SMALL_SWAP,
+                                    soft_target=True, hide_prefix=True, think_batch=4,
+                                    **SMALL_DECODER)
+    assert 0.0 <= rows[0]["valid_move_rate"] <= 1.0 and np.isfinite(rows[0]["loss"])
 
 
 def test_variant_targets():
