@@ -65,11 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="study folder")
     parser.add_argument("--boards", type=int, default=256, help="held-out boards measured")
     parser.add_argument("--steps", type=int, default=None, help="RL steps of each mode")
+    parser.add_argument("--init-steps", type=int, default=None,
+                        help="cold-start and base steps of both modes (default: the preset's "
+                             "cold start, a fifth of it for the base); fewer leave RL more to do")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     options = dict(train.RUN_PRESETS[args.preset], game=args.game, seed=args.seed)
     if args.steps is not None:
         options["steps"] = args.steps
+    if args.init_steps is not None:
+        options["init_steps"] = args.init_steps
     started = time.time()
     os.makedirs(args.out, exist_ok=True)
     results, configs = {}, {}

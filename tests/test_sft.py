@@ -1,6 +1,7 @@
 """The cold start: a few steps lower the loss; checkpoints round-trip exactly and resume; a
 damaged checkpoint is a clear error; evaluate's baselines and CLI."""
 
+import dataclasses
 import json
 import os
 
@@ -231,6 +232,12 @@ def test_every_setting_has_one_flag_and_presets_are_settings():
         config.build(train.TrainConfig, learning_rate=1.0)
     cfg, _ = train.parse_args(["--preset", "cpu", "--lr", "2e-5", "--rewards", "format"])
     assert cfg.grpo.optim.lr == 2e-5 and cfg.rewards == ("format",) and cfg.steps == 60
+    # G1's cold start is the sft preset's training; G0's base has no move to train
+    g1 = train.init_config(config.build(train.TrainConfig, mode="g1"))
+    preset = config.build(sft.SFTConfig, **sft.RUN_PRESETS["cpu"])
+    assert dataclasses.replace(g1, save_every=preset.save_every) == preset
+    g0 = train.init_config(config.build(train.TrainConfig, mode="g0"))
+    assert (g0.variant, g0.think_batch, g0.steps) == ("base", 0, preset.steps // 5)
 
 
 def test_runs_with_the_same_optimiser_share_one_compiled_step():

@@ -13,7 +13,7 @@ def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
     made = []
 
     def run_mode(cfg, folder, boards):
-        made.append((cfg.mode, cfg.steps, boards))
+        made.append((cfg.mode, cfg.steps, boards, cfg.init_steps))
         before = dict(valid_move_rate=0.25, mean_game_reward=2.0, perception_exact=0.5)
         return dict(before=before, after={k: v + 0.1 for k, v in before.items()})
 
@@ -24,8 +24,8 @@ def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "run_mode", run_mode)
     monkeypatch.setattr(loop, "read_metrics", read_metrics)
     out = str(tmp_path / "study")
-    assert study.main(["--out", out, "--boards", "8", "--steps", "3"]) == 0
-    assert [m[0] for m in made] == ["g0", "g1"] and all(m[1:] == (3, 8) for m in made)
+    assert study.main(["--out", out, "--boards", "8", "--steps", "3", "--init-steps", "7"]) == 0
+    assert [m[0] for m in made] == ["g0", "g1"] and all(m[1:] == (3, 8, 7) for m in made)
     results = json.load(open(os.path.join(out, "study.json")))["results"]
     assert set(results) == {"g0", "g1", "expert", "random"}
     for name, r in results.items():
