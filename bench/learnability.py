@@ -37,7 +37,9 @@ writes r1 c1 r2 c2 (the symbolic version of the task), at the embedding and posi
 given by `--decoder-settings`, to show which of them the decoder needs; `--decoder-prefix N`
 puts N constant tokens (as a prompt would) before the cells, `--decoder-between N` after them;
 `--decoder-soft-target` scores each digit of the move against its distribution over the valid
-moves that agree with the earlier digits instead of the expert's digit.
+moves that agree with the earlier digits instead of the expert's digit; `--decoder-hide-prefix`
+masks the prefix from attention; `--decoder-think-batch N` trains N more boards a step without
+the prefix, at the positions they hold after it (the cold start's `think_batch`).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: Prompt, frames: 
     def step(carry, step_key):
         logits, cache, done = carry
         token = choose(step_key, logits, temperature, top_k, top_p)
-        logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], -1)[:, 0]
+        logprob = chosen_logprobs(logits, token)
         live = ~done
         token = jnp.where(live, token, pad_id)
         done = done | (token == eos_id)
@@ -125,7 +125,12 @@ def token_logprobs(model: nnx.Module, prompt: Prompt, frames: jax.Array,
     tokens = jnp.concatenate([prompt.tokens, response], axis=1)
     valid = jnp.concatenate([prompt.valid, jnp.ones(response.shape, bool)], axis=1)
     logits = model(tokens, frames, valid, prefix, prompt.group)[:, prompt.tokens.shape[1] - 1:-1]
-    return jnp.take_along_axis(jax.nn.log_softmax(logits), response[..., None], -1)[..., 0]
+    return chosen_logprobs(logits, response)
+
+
+def chosen_logprobs(logits: jax.Array, ids: jax.Array) -> jax.Array:
+    """float32[...]: the log-prob of each of `ids` (int32[...]) under `logits` [..., vocab]."""
+    return jnp.take_along_axis(jax.nn.log_softmax(logits), ids[..., None], -1)[..., 0]
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

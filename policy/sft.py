@@ -118,8 +118,7 @@ def response_loss(model: nnx.Module, prompt: sample.Prompt, frames, response,
     total, weight = -jnp.sum(logprobs * mask), jnp.sum(mask)
     if think is not None:
         logits = model.text_logits(think.tokens, think.positions, think.valid)[:, :-1]
-        logprobs = jnp.take_along_axis(jax.nn.log_softmax(logits), think.tokens[:, 1:, None],
-                                       -1)[..., 0]
+        logprobs = sample.chosen_logprobs(logits, think.tokens[:, 1:])
         total, weight = total - jnp.sum(logprobs * think.weights[:, 1:]), weight + jnp.sum(
             think.weights[:, 1:])
     return total / jnp.maximum(weight, 1)
@@ -140,9 +139,10 @@ def think_rows(tokenizer, response: np.ndarray, weights: np.ndarray,
     positions (`offsets`: int32[A], the position of each response's first token), its loss
     weights those of the whole response after the restated board (which a think alone cannot
     predict) and 0 before. response, weights: [A, N] as `targets` makes them."""
-    start = np.argmax(response == tokenizer.tag_ids["<think>"], axis=1)
+    is_think = response == tokenizer.tag_ids["<think>"]
+    start = np.argmax(is_think, axis=1)
     move = move_mask(tokenizer, response)
-    if not (move.any(1) & (response == tokenizer.tag_ids["<think>"]).any(1)).all():
+    if not (move.any(1) & is_think.any(1)).all():
         raise ValueError("think_rows needs a <think> that names the move in every response")
     end = response.shape[1] - np.argmax(move[:, ::-1], axis=1)  # one past the move
     codes = np.isin(response, tokenizer.cell_code_ids)
