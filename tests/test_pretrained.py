@@ -297,19 +297,22 @@ def test_image_and_text_logits_match_transformers(folder, size):
         ids[b, width - len(seq):], mask[b, width - len(seq):] = seq, True
     processed = transformers.Qwen2VLImageProcessor(do_resize=False)(images=list(frames),
                                                                      return_tensors="pt")
-    with torch.no_grad():
-        theirs = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask.astype(int)),
-                       pixel_values=processed["pixel_values"],
-                       image_grid_thw=processed["image_grid_thw"],
-                       mm_token_type_ids=torch.tensor((ids == TOKENS["image_token_id"]).astype(int))
-                       ).logits.numpy()
+    inputs = dict(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask.astype(int)),
+                  image_grid_thw=processed["image_grid_thw"],
+                  mm_token_type_ids=torch.tensor((ids == TOKENS["image_token_id"]).astype(int)))
+    with torch.no_grad():  # the exact forward (float64), and transformers' own float32 one
+        exact = copy.deepcopy(model).double()(
+            pixel_values=processed["pixel_values"].double(), **inputs).logits.numpy()
+        theirs = model(pixel_values=processed["pixel_values"], **inputs).logits.numpy()
     got = np.asarray(pretrained.logits(ours, pretrained.read_weights(out), config,
                                        jnp.asarray(ids), jnp.asarray(frames), jnp.asarray(mask)))
-    assert np.abs(theirs[mask]).max() > 0.5
-    # Qwen2.5-VL's image tokens reach the logits at up to 2.1e-4 (its vision tower alone agrees
-    # within 8e-5 of outputs of about 10); Qwen2-VL's within 1e-4
-    tolerance = 1e-4 if variant == "qwen2-vl" else 3e-4
-    np.testing.assert_allclose(got[mask], theirs[mask], atol=tolerance, rtol=0)
+    assert np.abs(exact[mask]).max() > 0.5
+    # within 1e-4 of the exact logits, or no further from them than transformers' float32 is
+    # (its rounding alone reaches 2e-4 on Qwen2.5-VL's image tokens here); a layout bug moves
+    # logits by about 1
+    ours_gap = np.abs(got[mask] - exact[mask]).max()
+    their_gap = np.abs(theirs[mask] - exact[mask]).max()
+    assert ours_gap <= max(1e-4, their_gap), (ours_gap, their_gap)
 
 
 def test_the_folders_tokenizer_writes_the_prompt_in_its_chat_template(folder):
@@ -365,13 +368,11 @@ def test_compare_agrees_with_transformers_and_fails_when_jaxgym_differs(folder, 
     from policy import qwen_vision
 
     variant, tied, model, out = folder
-    # Qwen2.5-VL's image tokens reach the logits at up to 2.1e-4 here (see above)
-    tolerance = ["--tolerance", "3e-4"] if variant == "qwen2.5-vl" else []
-    assert pretrained.main([out, "--compare"] + tolerance) == 0
+    assert pretrained.main([out, "--compare"]) == 0
     report = capsys.readouterr().out
     assert "16 greedy tokens agree" in report and "largest logit difference" in report
     monkeypatch.setattr(qwen_vision, "PIXEL_MEAN", qwen_vision.PIXEL_MEAN + 0.05)
-    assert pretrained.main([out, "--compare", "--steps", "2"] + tolerance) == 1
+    assert pretrained.main([out, "--compare", "--steps", "2"]) == 1
     assert pretrained.main([str(tmp_path / "missing"), "--compare"]) == 2
 
 
@@ -446,7 +447,8 @@ def test_prefill_and_cached_decode_equal_the_full_forward(folder):
                                             jnp.asarray(frames[b:b + 1]),
                                             jnp.ones(row.shape, bool)))[0]
         want = full[len(seq) - 1:len(seq) - 1 + follow.shape[1]]
-        np.testing.assert_allclose(np.stack([s[b] for s in stepped]), want, atol=2e-5, rtol=0)
+        # the same float32 sums in another order: within 1e-4 (2.3e-5 seen on an Intel Xeon)
+        np.testing.assert_allclose(np.stack([s[b] for s in stepped]), want, atol=1e-4, rtol=0)
 
 
 def test_greedy_decoding_equals_transformers_generate(folder):
