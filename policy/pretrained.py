@@ -17,10 +17,11 @@ chat template (`prompt_ids`, the image placeholders expanded as transformers' pr
 frame sizes the checkpoint reads unchanged (`check_frames`, `fitting_tile_px`); `logits` runs
 the whole checkpoint on token ids and frames, `prefill` and `decode` with a key/value cache
 (M-RoPE positions and the rope delta kept in it), `greedy_batch` decodes with them. On tiny
-random checkpoints written by transformers the logits agree within 1e-4 with transformers' run
-in float64, on text, and on text with an image in left-padded rows (tests/test_pretrained.py);
-transformers' own float32 forward is further from that reference than jaxgym's float32 is. Not yet: the checkpoint inside `policy.sample` (temperature,
-shared instruction prefixes) and `--model DIR` on the training command lines (issue 14).
+random checkpoints written by transformers the float32 logits are within 1e-4 of transformers'
+float64 ones (or, on Qwen2.5-VL's image tokens, no further from them than transformers' own
+float32), on text, and on text with an image in left-padded rows (tests/test_pretrained.py).
+Not yet: the checkpoint inside `policy.sample` (temperature, shared instruction prefixes)
+and `--model DIR` on the training command lines (issue 14).
 """
 
 from __future__ import annotations
@@ -448,13 +449,11 @@ def reference_greedy(folder: str, config: PretrainedConfig, ids: list[int], fram
                      steps: int, dtype: str = "float64") -> tuple[list[int], np.ndarray]:
     """(`steps` greedy tokens from transformers' own `generate`, float64[len(ids), vocab] the
     prompt's logits), eager attention, its own image processor, computed in `dtype`: the
-    reference `--compare` checks against. In float64 it is the exact forward to about 1e-12;
-    transformers' own float32 forward is off it by up to 2e-4 on Qwen2.5-VL (rounding), more
-    than jaxgym's float32 is. Needs torch."""
+    reference `--compare` checks against. transformers' own float32 forward is off its float64
+    one by up to 2e-4 on Qwen2.5-VL (rounding), more than jaxgym's float32 is. Needs torch."""
     import torch  # the hf extra
 
-    torch_dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
-
+    torch_dtype = getattr(torch, dtype)
     cls = (transformers.Qwen2VLForConditionalGeneration if config.variant == "qwen2-vl"
            else transformers.Qwen2_5_VLForConditionalGeneration)
     # loaded in the checkpoint's own dtype, then widened: exact, on any transformers version
