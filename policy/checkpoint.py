@@ -28,8 +28,7 @@ def _manager(run_dir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(os.path.abspath(run_dir), options=options)
 
 
-def save(run_dir: str, step: int, items: dict[str, Any], settings: dict,
-         tokenizer: GameTokenizer) -> None:
+def save(run_dir: str, step: int, items: dict[str, Any], settings: dict, tokenizer) -> None:
     """Write `items` (name -> pytree of arrays) as step `step`; settings and tokenizer beside
     it. Waits until the files are complete."""
     os.makedirs(run_dir, exist_ok=True)
@@ -87,9 +86,19 @@ def load_policy(run_dir: str):
     """(graphdef, params, tokenizer, model config, settings) of a checkpoint folder's latest
     step: the model alone, without its optimiser state."""
     settings = load_settings(run_dir)
-    tokenizer = load_tokenizer(run_dir)
-    model_cfg = vlm.ModelConfig(**settings["model"])
-    graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id))
+    if settings.get("pretrained"):  # trained from a downloaded folder: its layout, its tokenizer
+        from policy import pretrained_model  # here: transformers is slow to import
+
+        folder = settings["pretrained"]
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{run_dir} was trained from the checkpoint {folder}, which "
+                                    "is not there (its layout is read from it)")
+        graphdef, params, tokenizer, model_cfg = pretrained_model.load_policy(
+            folder, settings["model"].get("dtype", "float32"))
+    else:
+        tokenizer = load_tokenizer(run_dir)
+        model_cfg = vlm.ModelConfig(**settings["model"])
+        graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id))
     abstract = jax.eval_shape(lambda: params)
     tree = restore(run_dir, None, dict(params=abstract))
     return graphdef, tree["params"], tokenizer, model_cfg, settings

@@ -28,7 +28,7 @@ from jaxgym import multigame, text as game_text
 from jaxgym.core import Env, State
 from jaxgym.multigame import MultiGame
 from policy.model import ModelConfig
-from policy.rewards import Rewards, RewardFn, compiled as compiled_rewards, host_rewards
+from policy.rewards import Rewards, RewardFn, compiled as compiled_rewards, host_rewards, on_device
 from policy.sample import Prompt
 from policy.tokenizer import GameTokenizer, cell_code
 
@@ -202,7 +202,12 @@ class GameSet:
     def score(self, tokenizer: GameTokenizer, states: tuple[State, ...], tokens: jax.Array,
               mask: jax.Array, jit: bool = False) -> Rewards:
         """Rewards of B responses, each by its board's game (`jit`: the cached compiled
-        functions, for calls outside a jitted step)."""
+        functions, for calls outside a jitted step). A tokenizer without a device path
+        (`rewards.on_device`) is scored from the decoded texts, on the host."""
+        if not on_device(tokenizer):
+            tokens, mask = np.asarray(tokens), np.asarray(mask)
+            return self.score_texts(states, [tokenizer.decode_response(t, m)
+                                             for t, m in zip(tokens, mask)])
         def one_game(env, state, rows):
             fn = compiled_rewards(env, tokenizer) if jit else RewardFn(env, tokenizer)
             return fn(state, tokens[rows], mask[rows])

@@ -52,7 +52,7 @@ import sys
 
 import jaxgym
 import render
-from policy import tokenizer as tokenization
+from policy import pretrained_model, tokenizer as tokenization
 from policy.episodes import GameSet
 from policy.api import APIPolicy
 from policy.pretrained import PretrainedPolicy
@@ -141,11 +141,13 @@ def main(argv: list[str] | None = None) -> int:
             preset = run.get("board_preset") or preset
     games = GameSet.make(args.game, preset, policy.prompt_style, policy.image_first,
                          policy.restate_board)
-    if args.model:  # boards drawn at a size the checkpoint reads unchanged
-        try:
+    try:  # boards drawn at a size the checkpoint reads unchanged
+        if args.model:
             games = dataclasses.replace(games, envs=(policy.fitted(games.envs[0]),))
-        except ValueError as err:
-            parser.error(str(err))
+        elif args.policy == "model" and policy.settings.get("pretrained"):
+            games = pretrained_model.fit(games, policy.settings["pretrained"])
+    except ValueError as err:
+        parser.error(str(err))
     try:
         games.counts(args.boards)
     except ValueError as err:

@@ -237,6 +237,13 @@ class RewardFn:
         return _step_rewards(self.env, states, fmt, perception, action)
 
 
+def on_device(tokenizer: Any) -> bool:
+    """Whether responses of this tokenizer are scored on the device (the project's
+    `GameTokenizer`, whose tags are tokens of their own); others' on the host from their text
+    (`host_rewards`), which gives the same numbers."""
+    return isinstance(tokenizer, GameTokenizer)
+
+
 @functools.lru_cache(maxsize=None)
 def _points_fn(env: Env):
     return jax.jit(lambda states, action: jax.vmap(env.step)(states, action).reward)

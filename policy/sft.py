@@ -32,7 +32,8 @@ from flax import nnx
 
 import jaxgym
 from jaxgym import text as game_text
-from policy import checkpoint, config, episodes, evaluation, loop, model as vlm, sample
+from policy import (checkpoint, config, episodes, evaluation, loop, model as vlm,
+                    pretrained_model, sample)
 from policy.config import OptimConfig, knob, nested
 from policy import tokenizer as tokenization
 
@@ -43,8 +44,11 @@ LOG = "sft_metrics.jsonl"
 class SFTConfig:
     game: str = knob("swap", "a game, or mix: every game in each batch")
     board_preset: str | None = knob("easy", "the game's difficulty preset")
-    model: str = knob("tiny", "model size (a named size of policy.model)")
+    model: str = knob("tiny", "a named size of policy.model (trained from scratch), or a "
+                              "downloaded Qwen2-VL / Qwen2.5-VL folder to start from")
     model_overrides: dict = knob(default_factory=dict, help="ModelConfig fields, e.g. {'depth': 2}")
+    dtype: str = knob("float32", "a checkpoint's parameters: float32 or bfloat16 (half the "
+                                 "memory; the compute dtype follows)")
     variant: str = knob("cold", "cold (G1's cold start) or base (format only, G0's start)")
     prompt_style: str = knob("full", "the game's instructions: full, or brief (first sentence)")
     image_first: bool = knob(False, "show the image before the instructions")
@@ -72,6 +76,19 @@ class SFTConfig:
 
     def __post_init__(self) -> None:
         nested(self)
+        if self.model not in vlm.CONFIGS and not os.path.isdir(self.model):
+            raise ValueError(f"model must be one of {sorted(vlm.CONFIGS)} or a checkpoint "
+                             f"folder; {self.model!r} is neither")
+        if self.pretrained and (self.think_batch or self.move_weight != 1
+                                or self.decision_weight != 1):
+            raise ValueError("think_batch, move_weight and decision_weight train the "
+                             "from-scratch model's tag tokens; a checkpoint's tokenizer has "
+                             "none (leave them at 0, 1 and 1)")
+        if self.pretrained and self.game == "mix":
+            raise ValueError("a checkpoint trains one game at a time (its frames are sized "
+                             "to fit it)")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
         if self.variant not in ("cold", "base"):
             raise ValueError(f"variant must be 'cold' or 'base', got {self.variant!r}")
         if self.steps < 1 or self.batch < 1 or self.eval_boards < 1:
@@ -88,6 +105,11 @@ class SFTConfig:
         if self.prompt_style not in game_text.PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {game_text.PROMPT_STYLES}")
 
+    @property
+    def pretrained(self) -> bool:
+        """Whether `model` is a downloaded checkpoint folder."""
+        return self.model not in vlm.CONFIGS
+
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     # this 2-core CPU: the tiny model on easy boards, about 19 minutes; the move is learnt
@@ -101,6 +123,12 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
                 think_batch=768, eval_every=500, eval_boards=256, save_every=500),
 }
 """Run sizes (`--preset`): flat settings of SFTConfig (`policy.config.build`)."""
+
+PRETRAINED = dict(think_batch=0, move_weight=1.0, decision_weight=1.0, restate_board=False,
+                  prompt_style="full", image_first=True, lr=1e-5)
+"""What `--model DIR` (a checkpoint) changes in a preset made for the from-scratch model: no
+tag-token weights, the full instructions after the image (as Qwen's chat examples have it),
+a pretrained model's learning rate."""
 
 
 # ---- the update ----------------------------------------------------------------------------
@@ -209,6 +237,8 @@ def response_offsets(prompt: sample.Prompt) -> np.ndarray:
 def decision_weights(tokenizer, response: np.ndarray, mask: np.ndarray,
                      weight: float) -> np.ndarray:
     """float32[B, N]: mask, times `weight` from each response's `<think>` token on."""
+    if weight == 1:
+        return mask.astype(np.float32)
     after_think = np.cumsum(response == tokenizer.tag_ids["<think>"], axis=1) > 0
     return np.where(after_think, weight, 1.0).astype(np.float32) * mask
 
@@ -218,6 +248,8 @@ def move_weights(tokenizer, response: np.ndarray, weight: float) -> np.ndarray:
     move is the response's first numbers after `<think>`, as many as its answer holds (the
     four coordinates of "Swap (1, 2) with (1, 3)" for an answer "(1, 2) (1, 3)"; the answer's
     own digit when the think names no number), so the weights need no game rules."""
+    if weight == 1:
+        return np.ones(response.shape, np.float32)
     return np.where(move_mask(tokenizer, response), weight, 1.0).astype(np.float32)
 
 
@@ -239,16 +271,22 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     games = episodes.GameSet.make(cfg.game, cfg.board_preset, cfg.prompt_style, cfg.image_first,
                                   cfg.restate_board)
     games.counts(cfg.batch), games.counts(cfg.eval_boards)  # ValueError unless they split
-    tokenizer = tokenization.default()
-    model_cfg = vlm.config(cfg.model, **{"vocab_size": tokenizer.vocab_size,
-                                         **cfg.model_overrides})
-    graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id, cfg.seed))
+    if cfg.pretrained:
+        graphdef, params, tokenizer, model_cfg = pretrained_model.load_policy(cfg.model,
+                                                                              cfg.dtype)
+        games = pretrained_model.fit(games, cfg.model)
+    else:
+        tokenizer = tokenization.default()
+        model_cfg = vlm.config(cfg.model, **{"vocab_size": tokenizer.vocab_size,
+                                             **cfg.model_overrides})
+        graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id, cfg.seed))
     tx = optimizer(cfg)
     opt_state = tx.init(params)
     budget = games.response_budget(tokenizer)
     settings = dict(kind="sft", sft=dataclasses.asdict(cfg), model=dataclasses.asdict(model_cfg),
                     response_budget=budget, prompt_style=cfg.prompt_style,
-                    image_first=cfg.image_first, restate_board=cfg.restate_board)
+                    image_first=cfg.image_first, restate_board=cfg.restate_board,
+                    pretrained=cfg.model if cfg.pretrained else None)
     start = 0
     if resume and checkpoint.latest_step(out) is not None:
         saved = checkpoint.load_settings(out)
@@ -306,9 +344,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     config.add_flags(parser, SFTConfig, skip=("model_overrides",), choices=dict(
         game=sorted(jaxgym.list_games()) + ["mix"], variant=("cold", "base"),
-        prompt_style=game_text.PROMPT_STYLES, model=sorted(vlm.CONFIGS)))
+        prompt_style=game_text.PROMPT_STYLES, dtype=("float32", "bfloat16")))
     args = parser.parse_args(argv)
-    settings = {**RUN_PRESETS[args.preset], **config.given(args, SFTConfig)}
+    given = config.given(args, SFTConfig)
+    settings = {**RUN_PRESETS[args.preset], **given}
+    if settings.get("model", SFTConfig.model) not in vlm.CONFIGS:  # a checkpoint folder
+        settings = {**RUN_PRESETS[args.preset], **PRETRAINED, **given}
     steps = settings.get("steps", SFTConfig.steps)
     settings["eval_every"] = min(settings.get("eval_every", SFTConfig.eval_every), steps)
     try:

@@ -41,7 +41,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxgym
 import render
-from policy import checkpoint, config, episodes, evaluation, grpo, loop, sample, sft
+from policy import (checkpoint, config, episodes, evaluation, grpo, loop, pretrained_model,
+                    rewards, sample, sft)
 from policy.config import OptimConfig, knob, nested
 from policy.grpo import GRPOConfig
 
@@ -79,6 +80,9 @@ class TrainConfig:
     save_every: int = knob(20, "steps between checkpoints")
     init_preset: str = knob("cpu", "policy.sft run preset of the starting policy")
     init_steps: int = knob(0, "its steps (0: the preset's; for g0, a fifth of them)")
+    model: str = knob("", "a downloaded Qwen2-VL / Qwen2.5-VL folder to start from: g0 runs "
+                          "RL from it as it is, g1 trains its cold start first")
+    dtype: str = knob("float32", "that checkpoint's parameters: float32 or bfloat16")
     seed: int = knob(0, "the seed of boards, samples and the starting policy")
 
     def __post_init__(self) -> None:
@@ -93,6 +97,10 @@ class TrainConfig:
             (min(self.eval_every, self.save_every) >= 1, "eval_every, save_every must be >= 1"),
             (self.eval_boards >= 0, "eval_boards must be >= 0"),
             (self.sample_chunk >= 0, "sample_chunk must be >= 0"),
+            (not self.model or os.path.isdir(self.model),
+             f"model {self.model!r} is no folder (a downloaded checkpoint)"),
+            (not self.model or self.game != "mix", "a checkpoint plays one game at a time"),
+            (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
             (self.init_preset in sft.RUN_PRESETS,
              f"init_preset must be one of {sorted(sft.RUN_PRESETS)}"),
         ]
@@ -153,12 +161,25 @@ def init_config(cfg: TrainConfig) -> sft.SFTConfig:
                    save_every=steps, warmup_steps=steps // 20)
     if cfg.mode == "g0":
         options.update(think_batch=0)  # the base learns the format alone: no move to train
+    if cfg.model:
+        options.update(sft.PRETRAINED, model=cfg.model, dtype=cfg.dtype)
     return config.build(sft.SFTConfig, **options)
 
 
 def starting_policy(cfg: TrainConfig, run_dir: str, init: str | None, quiet: bool):
-    """(graphdef, params, tokenizer, model config, response budget, init folder): `init` if
-    given, else the run's own `init/` folder, trained first if it holds no checkpoint."""
+    """(graphdef, params, tokenizer, model config, response budget, init folder, the prompt
+    settings it was trained with): `init` if given, else the run's own `init/` folder,
+    trained first if it holds no checkpoint; for g0 from a downloaded checkpoint
+    (`cfg.model`), that checkpoint as it is."""
+    if cfg.model and cfg.mode == "g0":
+        graphdef, params, tokenizer, model_cfg = pretrained_model.load_policy(cfg.model,
+                                                                              cfg.dtype)
+        prompt = {name: sft.PRETRAINED[name]
+                  for name in ("prompt_style", "image_first", "restate_board")}
+        games = pretrained_model.fit(episodes.GameSet.make(cfg.game, cfg.board_preset,
+                                                           **prompt), cfg.model)
+        return (graphdef, params, tokenizer, model_cfg, games.response_budget(tokenizer),
+                cfg.model, prompt)
     folder = init or os.path.join(run_dir, "init")
     if checkpoint.latest_step(folder) is None:
         if init:
@@ -171,7 +192,11 @@ def starting_policy(cfg: TrainConfig, run_dir: str, init: str | None, quiet: boo
     if game != cfg.game:
         raise ValueError(f"the starting policy in {folder} was trained on {game!r}, not "
                          f"{cfg.game!r}")
-    return graphdef, params, tokenizer, model_cfg, settings["response_budget"], folder
+    # the prompt it was trained with stays its prompt
+    prompt = dict(prompt_style=settings.get("prompt_style", "full"),
+                  image_first=settings.get("image_first", False),
+                  restate_board=settings.get("restate_board", False))
+    return graphdef, params, tokenizer, model_cfg, settings["response_budget"], folder, prompt
 
 
 # ---- one step ------------------------------------------------------------------------------
@@ -217,25 +242,49 @@ def sample_in_chunks(params, prompt: sample.Prompt, frames, key, spec: RolloutSp
     return jax.tree.map(lambda x: x.swapaxes(0, 1).reshape((size,) + x.shape[2:]), out)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def rollout(params, key: jax.Array, spec: RolloutSpec):
-    """(grpo.Rollout, per-sequence Rewards, float32[B*n] total reward) for one step: deal,
-    draw, sample n responses per board, score them, group advantages."""
-    games, tokenizer = spec.games, spec.tokenizer
+def _sample_boards(params, key: jax.Array, spec: RolloutSpec):
+    """(states, prompt, frames, samples) of one step: deal, draw, sample n responses a board."""
+    games = spec.games
     deal_key, sample_key = jax.random.split(key)
     states = games.deal(deal_key, spec.batch, spec.max_random_moves)
     states = jax.lax.with_sharding_constraint(states, NamedSharding(spec.mesh,
                                                                     PartitionSpec("data")))
     frames = jnp.repeat(games.draw(states), spec.samples, axis=0)  # each board drawn once
     states = games.repeat(states, spec.samples)  # board i's samples are adjacent
-    prompt = games.prompt(tokenizer, spec.model_cfg, spec.batch * spec.samples)
-    samples = sample_in_chunks(params, prompt, frames, sample_key, spec)
-    scores = games.score(tokenizer, states, samples.tokens, samples.mask)
+    prompt = games.prompt(spec.tokenizer, spec.model_cfg, spec.batch * spec.samples)
+    return states, prompt, frames, sample_in_chunks(params, prompt, frames, sample_key, spec)
+
+
+def _finish(prompt, frames, samples, scores, spec: RolloutSpec):
+    """(grpo.Rollout, scores, float32[B*n] total reward): the rewards summed, group
+    advantages."""
     total = sum(getattr(scores, name) for name in spec.rewards)
     advantages = grpo.group_advantages(total.reshape(spec.batch, spec.samples)).reshape(-1)
     batch = grpo.Rollout(prompt, frames, samples.tokens, samples.mask, samples.logprobs,
                          advantages)
     return batch, scores, total
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def rollout(params, key: jax.Array, spec: RolloutSpec):
+    """(grpo.Rollout, per-sequence Rewards, float32[B*n] total reward) for one step: deal,
+    draw, sample n responses per board, score them, group advantages; all on the device."""
+    states, prompt, frames, samples = _sample_boards(params, key, spec)
+    scores = spec.games.score(spec.tokenizer, states, samples.tokens, samples.mask)
+    return _finish(prompt, frames, samples, scores, spec)
+
+
+sample_boards = jax.jit(_sample_boards, static_argnames=("spec",))
+finish = jax.jit(_finish, static_argnames=("spec",))
+
+
+def host_scored_rollout(params, key: jax.Array, spec: RolloutSpec):
+    """`rollout` for a tokenizer whose responses are scored from their text on the host (a
+    downloaded checkpoint's, `rewards.on_device`): the same numbers, one transfer of the
+    sampled tokens each way."""
+    states, prompt, frames, samples = sample_boards(params, key, spec)
+    scores = spec.games.score(spec.tokenizer, states, samples.tokens, samples.mask)
+    return finish(prompt, frames, samples, scores, spec)
 
 
 class Trainer:
@@ -260,7 +309,9 @@ class Trainer:
                                            "--sample-chunk"))
 
     def rollout(self, params, key):
-        return rollout(params, key, self.spec)
+        if rewards.on_device(self.tokenizer):
+            return rollout(params, key, self.spec)
+        return host_scored_rollout(params, key, self.spec)
 
     def step(self, params, opt_state, ref_params, key) -> tuple[Any, Any, dict]:
         """One RL step; returns (params, opt_state, metrics) with per-phase seconds."""
@@ -310,18 +361,13 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
         init = saved["init"]
     elif checkpoint.latest_step(run_dir) is not None:
         raise ValueError(f"{run_dir} already holds a checkpoint; pass --resume or another folder")
-    graphdef, ref_params, tokenizer, model_cfg, budget, init = starting_policy(
+    graphdef, ref_params, tokenizer, model_cfg, budget, init, prompt = starting_policy(
         cfg, run_dir, init, quiet)
-    # the starting policy's instructions: the prompt it was trained with stays its prompt
-    init_settings = checkpoint.load_settings(init)
-    prompt_style = init_settings.get("prompt_style", "full")
-    image_first = init_settings.get("image_first", False)
-    restate_board = init_settings.get("restate_board", False)
-    games = episodes.GameSet.make(cfg.game, cfg.board_preset, prompt_style, image_first,
-                                  restate_board)
+    games = episodes.GameSet.make(cfg.game, cfg.board_preset, **prompt)
+    if cfg.model:
+        games = pretrained_model.fit(games, cfg.model)
     settings.update(init=init, model=dataclasses.asdict(model_cfg), response_budget=budget,
-                    prompt_style=prompt_style, image_first=image_first,
-                    restate_board=restate_board)
+                    pretrained=cfg.model or None, **prompt)
     trainer = Trainer(cfg, games, graphdef, tokenizer, model_cfg, budget, mesh)
     ref_params = jax.device_put(ref_params, trainer.replicated)
     params, opt_state = ref_params, jax.device_put(trainer.tx.init(ref_params), trainer.replicated)
