@@ -9,6 +9,7 @@ then `--steps` timed steps; the median is reported.
 
     python -m bench.train                                   # tiny model, 16 boards x 5 samples
     python -m bench.train --batch 256 --size small --json train.json
+    python -m bench.train --model Qwen2.5-VL-3B-Instruct --dtype bfloat16 --batch 64   # a GPU
 
 boards/s = boards per step / seconds per step; tokens/s = sampled response tokens per second of
 the rollout phase; the update phase scores every response under the policy and the reference
@@ -27,16 +28,23 @@ from flax import nnx
 
 import jaxgym
 from bench.decode import cpu_busy, machine
-from policy import episodes, model as vlm, tokenizer as tokenization, train
+from policy import episodes, model as vlm, pretrained_model, tokenizer as tokenization, train
 from policy.config import build
 
 
 def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps: int,
-        microbatch: int, kl_coef: float = 1e-2, updates: int = 1) -> dict:
+        microbatch: int, kl_coef: float = 1e-2, updates: int = 1, model: str | None = None,
+        dtype: str = "float32") -> dict:
     games = episodes.GameSet.make(game, board_preset)
-    tok = tokenization.default()
-    model_cfg = vlm.config(size, vocab_size=tok.vocab_size)
-    graphdef, params = nnx.split(vlm.create(model_cfg, tok.image_pad_id, seed=0))
+    if model:  # a downloaded checkpoint, its prompt as policy.train --model writes it
+        games = episodes.GameSet.make(game, board_preset, "full", True)
+        games = pretrained_model.fit(games, model)
+        graphdef, params, tok, model_cfg = pretrained_model.load_policy(model, dtype)
+        size = model
+    else:
+        tok = tokenization.default()
+        model_cfg = vlm.config(size, vocab_size=tok.vocab_size)
+        graphdef, params = nnx.split(vlm.create(model_cfg, tok.image_pad_id, seed=0))
     budget = games.response_budget(tok)
     cfg = build(train.TrainConfig, game=game, board_preset=board_preset, batch=batch, samples=samples,
                             microbatch=microbatch, kl_coef=kl_coef, updates=updates)
@@ -65,7 +73,14 @@ def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps
                 response_budget=budget, params=vlm.num_params(nnx.merge(graphdef, params)),
                 boards_per_s=median("boards_per_s"), tokens_per_s=median("tokens_per_s"),
                 rollout_s=median("rollout_s"), update_s=median("update_s"),
-                response_length=median("response_length"), first_step_s=first)
+                response_length=median("response_length"), first_step_s=first,
+                peak_bytes=peak_bytes())
+
+
+def peak_bytes() -> int | None:
+    """The device's peak memory in use so far (None where the backend does not say: CPU)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -74,6 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--game", default="swap", choices=sorted(jaxgym.list_games()) + ["mix"])
     parser.add_argument("--board-preset", default="easy")
     parser.add_argument("--size", default="tiny", choices=sorted(vlm.CONFIGS))
+    parser.add_argument("--model", default=None,
+                        help="a downloaded Qwen2-VL / Qwen2.5-VL folder instead of --size")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="that checkpoint's parameters")
     parser.add_argument("--batch", type=int, default=16, help="boards per step")
     parser.add_argument("--samples", type=int, default=5, help="responses per board")
     parser.add_argument("--steps", type=int, default=3, help="timed steps")
@@ -90,14 +109,16 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"machine: {info['arch']}, {info['device']}, {info['cpu_count']} CPUs, jax {info['jax']}"
           + (f"; other load {busy:.0%}" if busy and busy > 0.1 else ""), flush=True)
     result = run(args.game, args.board_preset, args.size, args.batch, args.samples, args.steps,
-                 args.microbatch, args.kl_coef, args.updates)
+                 args.microbatch, args.kl_coef, args.updates, args.model, args.dtype)
     result["machine"], result["cpu_busy_before"] = info, busy
     print(f"{args.game} ({args.board_preset}), {args.size} model ({result['params']:,} params), "
           f"{args.batch} boards x {args.samples} samples, {result['devices']} device(s), "
           f"update slices of {result['microbatch']}:\n"
           f"  {result['boards_per_s']:.2f} boards/s, {result['tokens_per_s']:,.0f} sampled "
           f"tokens/s; rollout {result['rollout_s']:.2f} s + update {result['update_s']:.2f} s "
-          f"per step (median of {args.steps}; responses {result['response_length']:.0f} tokens)")
+          f"per step (median of {args.steps}; responses {result['response_length']:.0f} tokens)"
+          + (f"; peak device memory {result['peak_bytes'] / 2**30:.2f} GiB"
+             if result["peak_bytes"] else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -20,8 +20,8 @@ the whole checkpoint on token ids and frames, `prefill` and `decode` with a key/
 random checkpoints written by transformers the float32 logits are within 1e-4 of transformers'
 float64 ones (or, on Qwen2.5-VL's image tokens, no further from them than transformers' own
 float32), on text, and on text with an image in left-padded rows (tests/test_pretrained.py).
-Not yet: the checkpoint inside `policy.sample` (temperature, shared instruction prefixes)
-and `--model DIR` on the training command lines (issue 14).
+The folder as the policy of `policy.sample`, `policy.sft` and `policy.train` (`--model
+DIR`) is `policy.pretrained_model`.
 """
 
 from __future__ import annotations

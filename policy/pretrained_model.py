@@ -140,6 +140,18 @@ class ChatTokenizer:
     def __repr__(self) -> str:
         return f"ChatTokenizer({self.folder!r})"
 
+    # Loads of the same folder compare equal: compiled functions that take the tokenizer as a
+    # static argument (the rollout) are shared by them.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChatTokenizer) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    @property
+    def _key(self):
+        return os.path.abspath(self.folder), self.config
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
