@@ -34,7 +34,7 @@ from policy.config import build
 
 def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps: int,
         microbatch: int, kl_coef: float = 1e-2, updates: int = 1, model: str | None = None,
-        dtype: str = "float32") -> dict:
+        dtype: str = "float32", fsdp: int = 1, remat: bool = False) -> dict:
     games = episodes.GameSet.make(game, board_preset)
     if model:  # a downloaded checkpoint, its prompt as policy.train --model writes it
         games = episodes.GameSet.make(game, board_preset, "full", True)
@@ -48,10 +48,11 @@ def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps
     budget = games.response_budget(tok)
     cfg = build(train.TrainConfig, game=game, board_preset=board_preset, batch=batch, samples=samples,
                             microbatch=microbatch, kl_coef=kl_coef, updates=updates)
-    mesh = train.data_mesh()
+    mesh = train.data_mesh(fsdp)
+    graphdef = vlm.with_remat(graphdef, params, remat)
     trainer = train.Trainer(cfg, games, graphdef, tok, model_cfg, budget, mesh)
-    params = jax.device_put(params, trainer.replicated)
-    opt_state = jax.device_put(trainer.tx.init(params), trainer.replicated)
+    params = trainer.place(params)
+    opt_state = trainer.place(trainer.tx.init(params))
     ref = params
     start = time.perf_counter()
     params, opt_state, _ = trainer.step(params, opt_state, ref, jax.random.key(0))
@@ -68,7 +69,8 @@ def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps
         return statistics.median(row[name] for row in rows)
 
     return dict(game=game, board_preset=board_preset, size=size, batch=batch, samples=samples,
-                microbatch=trainer.grpo_cfg.microbatch, devices=mesh.size, kl_coef=kl_coef,
+                microbatch=trainer.grpo_cfg.microbatch, devices=mesh.size, fsdp=fsdp,
+                remat=remat, kl_coef=kl_coef,
                 updates=updates,
                 response_budget=budget, params=vlm.num_params(nnx.merge(graphdef, params)),
                 boards_per_s=median("boards_per_s"), tokens_per_s=median("tokens_per_s"),
@@ -100,16 +102,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--kl-coef", type=float, default=1e-2,
                         help="KL weight (0: the reference is never scored)")
     parser.add_argument("--updates", type=int, default=1, help="GRPO updates per sampled batch")
+    parser.add_argument("--fsdp", type=int, default=1,
+                        help="split parameters over this many devices (policy.train --fsdp)")
+    parser.add_argument("--remat", action="store_true",
+                        help="recompute decoder activations in the backward pass")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     if min(args.batch, args.steps) < 1 or args.samples < 2:
         parser.error("--batch and --steps must be >= 1, --samples >= 2")
+    if args.fsdp < 1 or jax.device_count() % args.fsdp:
+        parser.error(f"--fsdp {args.fsdp} must divide the {jax.device_count()} device(s)")
     info = machine()
     busy = cpu_busy()
     print(f"machine: {info['arch']}, {info['device']}, {info['cpu_count']} CPUs, jax {info['jax']}"
           + (f"; other load {busy:.0%}" if busy and busy > 0.1 else ""), flush=True)
     result = run(args.game, args.board_preset, args.size, args.batch, args.samples, args.steps,
-                 args.microbatch, args.kl_coef, args.updates, args.model, args.dtype)
+                 args.microbatch, args.kl_coef, args.updates, args.model, args.dtype,
+                 args.fsdp, args.remat)
     result["machine"], result["cpu_busy_before"] = info, busy
     print(f"{args.game} ({args.board_preset}), {args.size} model ({result['params']:,} params), "
           f"{args.batch} boards x {args.samples} samples, {result['devices']} device(s), "

@@ -19,7 +19,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from policy import model as vlm
+from policy import model as vlm, pretrained_model
 from policy.tokenizer import GameTokenizer
 
 
@@ -87,8 +87,6 @@ def load_policy(run_dir: str):
     step: the model alone, without its optimiser state."""
     settings = load_settings(run_dir)
     if settings.get("pretrained"):  # trained from a downloaded folder: its layout, its tokenizer
-        from policy import pretrained_model  # here: transformers is slow to import
-
         folder = settings["pretrained"]
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{run_dir} was trained from the checkpoint {folder}, which "

@@ -15,12 +15,12 @@ update all stay on the device; the host only reads the metrics.
 `train_metrics.jsonl` (one line per step, plus held-out evaluations), TensorBoard events under
 `tb/`, orbax checkpoints every `--save-every` steps, and `play.gif` of the final policy.
 
-Several devices: the board axis is sharded over a `jax.sharding.Mesh` of all devices (data
-parallel; parameters and optimiser state replicated), and `jax.distributed.initialize()` runs
-first when a multi-host launcher's variables are set (JAX_COORDINATOR_ADDRESS, SLURM, Open MPI).
-For models too big to replicate, FSDP would add a second mesh axis and give each parameter a
-`NamedSharding` that splits its largest dimension over it; XLA then inserts the all-gathers and
-reduce-scatters, and nothing else in this file changes.
+Several devices: the board axis is split over every device of a ("data", "fsdp") mesh
+(`policy.sharding`), and `jax.distributed.initialize()` runs first when a multi-host launcher's
+variables are set (JAX_COORDINATOR_ADDRESS, SLURM, Open MPI). Parameters and optimiser state are
+copied on every device (data parallel), or with `--fsdp K` split in K pieces over groups of K
+devices, for models that do not fit one device; `--remat` recomputes each decoder layer's
+activations in the backward pass instead of keeping them.
 """
 
 from __future__ import annotations
@@ -36,13 +36,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 import jaxgym
 import render
-from policy import (checkpoint, config, episodes, evaluation, grpo, loop, pretrained_model,
-                    rewards, sample, sft)
+from policy import (checkpoint, config, episodes, evaluation, grpo, loop, model as vlm,
+                    pretrained_model, rewards, sample, sft, sharding)
 from policy.config import OptimConfig, knob, nested
 from policy.grpo import GRPOConfig
 
@@ -83,6 +82,9 @@ class TrainConfig:
     model: str = knob("", "a downloaded Qwen2-VL / Qwen2.5-VL folder to start from: g0 runs "
                           "RL from it as it is, g1 trains its cold start first")
     dtype: str = knob("float32", "that checkpoint's parameters: float32 or bfloat16")
+    fsdp: int = knob(1, "split parameters and optimiser state over this many devices (FSDP); "
+                        "1: a copy on each device")
+    remat: bool = knob(False, "recompute decoder activations in the backward pass (less memory)")
     seed: int = knob(0, "the seed of boards, samples and the starting policy")
 
     def __post_init__(self) -> None:
@@ -97,6 +99,7 @@ class TrainConfig:
             (min(self.eval_every, self.save_every) >= 1, "eval_every, save_every must be >= 1"),
             (self.eval_boards >= 0, "eval_boards must be >= 0"),
             (self.sample_chunk >= 0, "sample_chunk must be >= 0"),
+            (self.fsdp >= 1, "fsdp must be >= 1"),
             (not self.model or os.path.isdir(self.model),
              f"model {self.model!r} is no folder (a downloaded checkpoint)"),
             (not self.model or self.game != "mix", "a checkpoint plays one game at a time"),
@@ -143,9 +146,9 @@ def maybe_initialize_distributed() -> bool:
     return launched
 
 
-def data_mesh() -> Mesh:
-    """All devices on one axis, "data": boards are split over it, parameters replicated."""
-    return Mesh(np.asarray(jax.devices()), ("data",))
+def data_mesh(fsdp: int = 1) -> Mesh:
+    """Every device, as `sharding.make_mesh`; ValueError unless `fsdp` divides their number."""
+    return sharding.make_mesh(fsdp)
 
 
 # ---- the starting policy ---------------------------------------------------------------------
@@ -247,8 +250,7 @@ def _sample_boards(params, key: jax.Array, spec: RolloutSpec):
     games = spec.games
     deal_key, sample_key = jax.random.split(key)
     states = games.deal(deal_key, spec.batch, spec.max_random_moves)
-    states = jax.lax.with_sharding_constraint(states, NamedSharding(spec.mesh,
-                                                                    PartitionSpec("data")))
+    states = jax.lax.with_sharding_constraint(states, sharding.batch(spec.mesh))
     frames = jnp.repeat(games.draw(states), spec.samples, axis=0)  # each board drawn once
     states = games.repeat(states, spec.samples)  # board i's samples are adjacent
     prompt = games.prompt(spec.tokenizer, spec.model_cfg, spec.batch * spec.samples)
@@ -299,7 +301,6 @@ class Trainer:
             games.counts(cfg.eval_boards)
         self.cfg, self.games, self.graphdef = cfg, games, graphdef
         self.tokenizer, self.model_cfg, self.budget, self.mesh = tokenizer, model_cfg, budget, mesh
-        self.replicated = NamedSharding(mesh, PartitionSpec())
         self.grpo_cfg = cfg.update_config()
         self.tx = grpo.optimizer(self.grpo_cfg)
         self.update = grpo.compiled_update(graphdef, self.grpo_cfg)
@@ -307,6 +308,10 @@ class Trainer:
                                 cfg.samples, cfg.max_random_moves, cfg.temperature, cfg.rewards,
                                 auto_slice(cfg.sequences, cfg.sample_chunk, 1024,
                                            "--sample-chunk"))
+
+    def place(self, tree):
+        """Parameters or optimiser state on the mesh: copied, or split over its "fsdp" axis."""
+        return sharding.place(tree, self.mesh)
 
     def rollout(self, params, key):
         if rewards.on_device(self.tokenizer):
@@ -350,7 +355,7 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
     """Run GRPO; returns the last held-out metrics. `stop_after`: stop (with a checkpoint)
     after that many steps, as if interrupted."""
     maybe_initialize_distributed()
-    mesh = data_mesh()
+    mesh = data_mesh(cfg.fsdp)
     os.makedirs(run_dir, exist_ok=True)
     settings = dict(kind="train", train=dataclasses.asdict(cfg))
     start = checkpoint.latest_step(run_dir) if resume else None
@@ -363,19 +368,19 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
         raise ValueError(f"{run_dir} already holds a checkpoint; pass --resume or another folder")
     graphdef, ref_params, tokenizer, model_cfg, budget, init, prompt = starting_policy(
         cfg, run_dir, init, quiet)
+    graphdef = vlm.with_remat(graphdef, ref_params, cfg.remat)
     games = episodes.GameSet.make(cfg.game, cfg.board_preset, **prompt)
     if cfg.model:
         games = pretrained_model.fit(games, cfg.model)
     settings.update(init=init, model=dataclasses.asdict(model_cfg), response_budget=budget,
                     pretrained=cfg.model or None, **prompt)
     trainer = Trainer(cfg, games, graphdef, tokenizer, model_cfg, budget, mesh)
-    ref_params = jax.device_put(ref_params, trainer.replicated)
-    params, opt_state = ref_params, jax.device_put(trainer.tx.init(ref_params), trainer.replicated)
+    ref_params = trainer.place(ref_params)
+    params, opt_state = ref_params, trainer.place(trainer.tx.init(ref_params))
     start = start or 0
     if start:
         tree = checkpoint.restore(run_dir, start, dict(params=params, opt_state=opt_state))
-        params = jax.device_put(tree["params"], trainer.replicated)
-        opt_state = jax.device_put(tree["opt_state"], trainer.replicated)
+        params, opt_state = trainer.place(tree["params"]), trainer.place(tree["opt_state"])
     held_out = (games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
                 if cfg.eval_boards else None)
     if not quiet:

@@ -1,6 +1,6 @@
 """The GRPO trainer: RL raises the reward; resume equals an uninterrupted run; 1 device equals 4
-simulated devices; a non-finite loss stops with the last good checkpoint kept; the CLI's
-errors; the curves plot."""
+simulated devices with parameters split in 2 (FSDP) and layers rematerialised; a non-finite
+loss stops with the last good checkpoint kept; the CLI's errors; the curves plot."""
 
 import dataclasses
 import json
@@ -11,8 +11,10 @@ import sys
 import jax
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec
 
-from policy import checkpoint, episodes, loop, plot, sft, tokenizer as tokenization, train
+from policy import (checkpoint, episodes, loop, plot, sft, sharding, tokenizer as tokenization,
+                    train)
 from policy.config import build
 
 SMALL = dict(vocab_size=tokenization.default().vocab_size, width=32, depth=1, heads=2,
@@ -82,15 +84,26 @@ def test_resume_equals_an_uninterrupted_run(init_dir, tmp_path):
 
 SCRIPT = """
 import json, sys
+import jax
 from policy import train
+split = []  # after each update: the share of parameter arrays cut over the "fsdp" axis
+real_step = train.Trainer.step
+def step(self, *args):
+    params, opt_state, metrics = real_step(self, *args)
+    leaves = jax.tree.leaves(params)
+    split.append(sum("fsdp" in str(p.sharding.spec) for p in leaves) / len(leaves))
+    return params, opt_state, metrics
+train.Trainer.step = step
 cfg = train.TrainConfig(**json.loads(sys.argv[1]))
 train.train(cfg, sys.argv[2], init=sys.argv[3], quiet=True, gif_boards=0)
+assert len(split) == cfg.steps and min(split) > 0.5, split
 """
 
 
-def test_one_device_equals_four_simulated_devices(init_dir, tmp_path):
+def test_one_device_equals_four_simulated_devices_with_split_parameters(init_dir, tmp_path):
     cfg = config(steps=2, eval_boards=0)  # no held-out evaluation: less to compile
-    options = dataclasses.asdict(cfg)  # nested parts as dicts, rebuilt by TrainConfig
+    # the 4 devices: 2 copies of the parameters, each split in 2 (FSDP), layers rematerialised
+    options = dict(dataclasses.asdict(cfg), fsdp=2, remat=True)  # nested parts as dicts
     runs = {}
     for devices in (1, 4):
         out = str(tmp_path / f"d{devices}")
@@ -104,11 +117,30 @@ def test_one_device_equals_four_simulated_devices(init_dir, tmp_path):
                            check=True, env=env, cwd=ROOT, timeout=600)
         runs[devices] = without_timings(loop.read_metrics(out))
     assert len(runs[1]) == len(runs[4]) == 2
-    for one, four in zip(runs[1], runs[4]):
-        assert one.keys() == four.keys()
-        assert one.pop("kind") == four.pop("kind")
-        for name in one:
-            np.testing.assert_allclose(four[name], one[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    # The first step (the same parameters) agrees to rounding. The split gradients are summed
+    # in another order, and Adam's first update turns rounding in near-zero gradients into
+    # steps of the whole learning rate: after it the samples and rewards still agree, the loss
+    # to 1%, while the KL to the reference and the gradient norm (made of those steps) do not.
+    first, second = zip(runs[1], runs[4])
+    for one, four in first, second:
+        assert one.keys() == four.keys() and one.pop("kind") == four.pop("kind")
+    for name in first[0]:
+        np.testing.assert_allclose(first[1][name], first[0][name], rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+    for name in set(second[0]) - {"kl", "grad_norm", "clip_fraction", "loss"}:
+        np.testing.assert_allclose(second[1][name], second[0][name], rtol=1e-4, err_msg=name)
+    np.testing.assert_allclose(second[1]["loss"], second[0]["loss"], rtol=1e-2)
+
+
+def test_each_parameter_is_split_along_its_largest_dimension_the_fsdp_axis_divides():
+    spec = sharding.param_spec
+    assert spec((384, 128), 2) == PartitionSpec("fsdp", None)
+    assert spec((6, 128), 4) == PartitionSpec(None, "fsdp")  # 6 is not a multiple of 4
+    assert spec((7,), 2) == spec((), 2) == spec((384, 128), 1) == PartitionSpec()
+    with pytest.raises(ValueError, match="divide the 1 device"):
+        sharding.make_mesh(fsdp=3, devices=jax.devices()[:1])
+    with pytest.raises(ValueError, match="fsdp must be >= 1"):
+        config(fsdp=0)
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
