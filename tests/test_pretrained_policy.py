@@ -47,20 +47,21 @@ def test_the_sampler_interface_equals_the_checkpoints_forward_and_greedy_decodin
     graphdef, params, tokenizer, model_cfg = policy
     config, decoder, weights, _ = pretrained.load(folder)
     model = nnx.merge(graphdef, params)
-    for image_first in (True, False):
-        games = swap_games(folder, image_first)
-        states = games.deal(jax.random.key(0), 2)
-        frames = games.draw(states)
-        prompt = games.prompt(tokenizer, model_cfg, 2)
-        ids = tokenizer.prompt_ids(game_text.prompt(games.envs[0], "full"),
-                                   model_cfg.num_image_tokens(frames.shape[1:]), image_first)
-        assert ids == list(np.asarray(prompt.prefix[0])) + list(np.asarray(prompt.tokens[0]))
-        whole = pretrained.logits(decoder, weights, config, jnp.asarray([ids] * 2), frames,
-                                  jnp.ones((2, len(ids)), bool))
-        prefix = model.encode_prefix(prompt.prefix, prompt.prefix_valid)
-        ours = model(prompt.tokens, frames, prompt.valid, prefix, prompt.group)
-        # the shared instructions computed once, then each board's part: the same logits
-        np.testing.assert_allclose(ours, whole[:, -ours.shape[1]:], atol=1e-4)
+    # the image first, as checkpoint runs prompt (sft.PRETRAINED): the shared prefix is the
+    # chat template up to the image, and the board's M-RoPE positions follow it
+    games = swap_games(folder, True)
+    states = games.deal(jax.random.key(0), 2)
+    frames = games.draw(states)
+    prompt = games.prompt(tokenizer, model_cfg, 2)
+    ids = tokenizer.prompt_ids(game_text.prompt(games.envs[0], "full"),
+                               model_cfg.num_image_tokens(frames.shape[1:]), True)
+    assert ids == list(np.asarray(prompt.prefix[0])) + list(np.asarray(prompt.tokens[0]))
+    whole = pretrained.logits(decoder, weights, config, jnp.asarray([ids] * 2), frames,
+                              jnp.ones((2, len(ids)), bool))
+    prefix = model.encode_prefix(prompt.prefix, prompt.prefix_valid)
+    ours = model(prompt.tokens, frames, prompt.valid, prefix, prompt.group)
+    # the shared instructions computed once, then each board's part: the same logits
+    np.testing.assert_allclose(ours, whole[:, -ours.shape[1]:], atol=1e-4)
     # the cached sampler, greedy, against the checkpoint's own greedy decoding
     samples = sample.generate(graphdef, params, prompt, frames, jax.random.key(1), 0.0,
                               max_new_tokens=12, eos_id=-1, pad_id=tokenizer.pad_id)
