@@ -149,6 +149,18 @@ def perception_ok(text: Any, truth: str) -> bool:
     return block is not None and block.strip() == truth
 
 
+def perception_share(text: Any, truth: str) -> float:
+    """The share of `truth`'s characters that the single <perception> block, stripped, has at
+    the same place, up to the first "<" in it (where a tag or a special token's text begins;
+    no perception text has one): partial credit for a partly read board (1.0 for an exact
+    block; 0.0 without a block). Never raises."""
+    block = extract_tag(text, "perception")
+    if block is None or not truth:
+        return 0.0
+    block = block.strip().split("<", 1)[0]
+    return sum(a == b for a, b in zip(block, truth)) / len(truth)
+
+
 def parse_answer(env: Env, text: Any) -> int:
     """The action a response answers, or -1 (`INVALID_ACTION`) for anything that is not one
     well-formed, in-range move (rules in the module docstring). Never raises."""

@@ -4,6 +4,8 @@ tokenizer) or on the host from text (any tokenizer). Both give the same numbers 
     format      1 if all three tag pairs are there, once each, in order, with only whitespace
                 outside them (`jaxgym.text.format_ok`)
     perception  1 if the <perception> block, stripped, is exactly the board's perception text
+    perception_share  the share of that text's characters the stripped block has at the same
+                place (`jaxgym.text.perception_share`): partial credit, 1 for an exact block
     action      the move the <answer> names (`jaxgym.text.parse_answer`), -1 if none
     valid       1 if that move is legal on the board
     shaped      the shaped reward of stepping a copy of the board with it (what RL sums): +1
@@ -39,6 +41,7 @@ NUMBER, OPTIONAL_COMMA = -1, -2  # answer-pattern items that are not literal cha
 class Rewards(NamedTuple):
     format: jax.Array  # float32[B]
     perception: jax.Array  # float32[B]
+    perception_share: jax.Array  # float32[B]
     action: jax.Array  # int32[B]
     valid: jax.Array  # float32[B]
     shaped: jax.Array  # float32[B]
@@ -216,6 +219,11 @@ class RewardFn:
         window = jnp.take(chars, first + jnp.arange(truth.shape[0]), mode="fill", fill_value=-2)
         same = jnp.all((window == truth) | (jnp.arange(truth.shape[0]) >= truth_len))
         perception_ok = p_ok & (length == truth_len) & same
+        place = jnp.arange(truth.shape[0])
+        cut = (window == ord("<")) | (window >= SPECIAL_CODE)  # the host text's "<" of a token
+        before_cut = jnp.cumsum(cut) == 0
+        agree = (window == truth) & (place < truth_len) & (first + place <= last) & before_cut
+        share = jnp.where(p_ok & jnp.any(solid), jnp.sum(agree) / jnp.maximum(truth_len, 1), 0.0)
         # answer
         matched, numbers = match_answer(chars, (idx >= a_start) & (idx < a_end), self.items,
                                         self.max_digits)
@@ -229,12 +237,11 @@ class RewardFn:
             in_range = (r1 < rows) & (r2 < rows) & (c1 < cols) & (c2 < cols)
             action = jnp.where(matched & in_range, self.env.encode_action(r1, c1, r2, c2),
                                INVALID_ACTION)
-        return format_ok, perception_ok, action.astype(jnp.int32)
+        return format_ok, perception_ok, share, action.astype(jnp.int32)
 
     def __call__(self, states: State, tokens: jax.Array, mask: jax.Array) -> Rewards:
-        fmt, perception, action = jax.vmap(self._one)(
-            states.board, tokens, mask)
-        return _step_rewards(self.env, states, fmt, perception, action)
+        fmt, perception, share, action = jax.vmap(self._one)(states.board, tokens, mask)
+        return _step_rewards(self.env, states, fmt, perception, share, action)
 
 
 def on_device(tokenizer: Any) -> bool:
@@ -255,12 +262,13 @@ def compiled(env: Env, tokenizer: GameTokenizer):
     return jax.jit(RewardFn(env, tokenizer).__call__)
 
 
-def _step_rewards(env: Env, states: State, fmt, perception, action) -> Rewards:
+def _step_rewards(env: Env, states: State, fmt, perception, share, action) -> Rewards:
     valid = jax.vmap(is_legal)(states.legal_action_mask, action)
     points = _points_fn(env)(states, action)
     return Rewards(
         format=jnp.asarray(fmt, jnp.float32),
         perception=jnp.asarray(perception, jnp.float32),
+        perception_share=jnp.asarray(share, jnp.float32),
         action=jnp.asarray(action, jnp.int32),
         valid=valid.astype(jnp.float32),
         shaped=jnp.where(valid & (points > 0), 1.0, -1.0).astype(jnp.float32),
@@ -275,8 +283,9 @@ def host_rewards(env: Env, states: State, texts: Sequence[Any]) -> Rewards:
     """The same rewards from response texts (decoded by any tokenizer). states: a batch."""
     boards = np.asarray(states.board)
     fmt = [game_text.format_ok(t) for t in texts]
-    perception = [game_text.perception_ok(t, game_text.describe_board(env, b))
-                  for t, b in zip(texts, boards)]
+    truths = [game_text.describe_board(env, b) for b in boards]
+    perception = [game_text.perception_ok(t, truth) for t, truth in zip(texts, truths)]
+    share = [game_text.perception_share(t, truth) for t, truth in zip(texts, truths)]
     action = [game_text.parse_answer(env, t) for t in texts]
-    return _step_rewards(env, states, np.array(fmt), np.array(perception),
+    return _step_rewards(env, states, np.array(fmt), np.array(perception), np.array(share),
                          jnp.asarray(action, jnp.int32))

@@ -46,6 +46,7 @@ from policy.config import OptimConfig, knob, nested
 from policy.grpo import GRPOConfig
 
 REWARDS = ("shaped", "perception", "format")
+PARTIAL = "perception_share"  # partial credit for a partly read board, in place of perception
 LOG = "train_metrics.jsonl"
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
@@ -93,8 +94,8 @@ class TrainConfig:
             (self.mode in ("g0", "g1"), f"mode must be g0 or g1, not {self.mode!r}"),
             (min(self.steps, self.batch, self.samples) >= 1, "steps, batch, samples must be >= 1"),
             (self.samples >= 2, "GRPO needs at least 2 samples per board"),
-            (set(self.rewards) <= set(REWARDS) and self.rewards,
-             f"rewards must be a non-empty subset of {REWARDS}"),
+            (set(self.rewards) <= set(REWARDS + (PARTIAL,)) and self.rewards,
+             f"rewards must be a non-empty subset of {REWARDS + (PARTIAL,)}"),
             (self.temperature > 0, "temperature must be > 0 (RL samples)"),
             (min(self.eval_every, self.save_every) >= 1, "eval_every, save_every must be >= 1"),
             (self.eval_boards >= 0, "eval_boards must be >= 0"),
@@ -329,6 +330,7 @@ class Trainer:
         on_device = dict(  # fetched in one transfer
             reward=total.mean(), shaped_reward=scores.shaped.mean(),
             perception_reward=scores.perception.mean(), format_reward=scores.format.mean(),
+            perception_share=scores.perception_share.mean(),
             valid_move_rate=scores.valid.mean(), tokens=jnp.sum(batch.mask), **update)
         metrics = {name: float(value) for name, value in jax.device_get(on_device).items()}
         tokens = metrics.pop("tokens")

@@ -187,3 +187,20 @@ def test_device_and_host_agree_on_every_game(game):
     for board in boards:  # the device's perception text is the host's, character for character
         chars, n = perception_chars(jnp.asarray(board))
         assert "".join(map(chr, np.asarray(chars)[: int(n)])) == text.describe_board(env, board)
+
+
+def test_perception_share_gives_partial_credit_place_by_place():
+    share = text.perception_share
+    assert share("<perception>abcd</perception>", "abcd") == 1.0
+    assert share("<perception> abxd \n</perception>", "abcd") == 0.75  # stripped first
+    assert share("<perception>ab</perception>", "abcd") == 0.5
+    assert share("<perception>xabcd</perception>", "abcd") == 0.0  # one place off: nothing
+    assert share("abcd", "abcd") == share(None, "abcd") == 0.0  # no block
+    # on the device as on the host (both_paths), for a partly read board
+    half = "\n".join(TRUTH.split("\n")[:2])  # the first two of four rows
+    tokens, mask = tokenize([text.response_text(TRUTH, "", "(0, 2) (0, 3)"),
+                             text.response_text(half, "", "(0, 2) (0, 3)"), "empty"])
+    got = both_paths(SWAP, batch_of(STATE, 3), tokens, mask)
+    np.testing.assert_allclose(got.perception_share, [1.0, share(
+        text.response_text(half, "", ""), TRUTH), 0.0])
+    assert 0.4 < float(got.perception_share[1]) < 0.6 and float(got.perception[1]) == 0.0
