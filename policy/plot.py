@@ -1,8 +1,8 @@
 """Training curves of one or more GRPO runs: `python -m policy.plot RUN_DIR [RUN_DIR ...]`.
 
-Draws the mean reward, the perception accuracy and the valid-move rate against the step, from
-each run's `train_metrics.jsonl`: thin lines for the sampled training batches (temperature 1),
-markers for the greedy held-out evaluations. Writes `RUN_DIR/curves.png` (the first run's
+Draws the mean reward, the perception accuracy (exact, and the share of characters right) and
+the valid-move rate against the step, from each run's `train_metrics.jsonl`: thin lines for
+the sampled training batches (temperature 1), markers for the greedy held-out evaluations. Writes `RUN_DIR/curves.png` (the first run's
 folder) or `--out FILE`.
 """
 
@@ -17,6 +17,7 @@ from policy import loop
 PANELS = (  # (title, training metric, held-out metric)
     ("mean reward (sampled)", "reward", None),
     ("perception exact-match", "perception_reward", "perception_exact"),
+    ("perception share of characters (sampled)", "perception_share", None),
     ("valid-move rate", "valid_move_rate", "valid_move_rate"),
 )
 
