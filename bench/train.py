@@ -28,7 +28,8 @@ from flax import nnx
 
 import jaxgym
 from bench.decode import cpu_busy, machine
-from policy import episodes, model as vlm, pretrained_model, tokenizer as tokenization, train
+from policy import (episodes, model as vlm, pretrained_model, sharding, tokenizer as tokenization,
+                    train)
 from policy.config import build
 
 
@@ -48,7 +49,7 @@ def run(game: str, board_preset: str, size: str, batch: int, samples: int, steps
     budget = games.response_budget(tok)
     cfg = build(train.TrainConfig, game=game, board_preset=board_preset, batch=batch, samples=samples,
                             microbatch=microbatch, kl_coef=kl_coef, updates=updates)
-    mesh = train.data_mesh(fsdp)
+    mesh = sharding.make_mesh(fsdp)
     graphdef = vlm.with_remat(graphdef, params, remat)
     trainer = train.Trainer(cfg, games, graphdef, tok, model_cfg, budget, mesh)
     params = trainer.place(params)

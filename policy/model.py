@@ -73,7 +73,7 @@ class ModelConfig:
     tie_embeddings: bool = False
     dtype: str = "float32"  # compute dtype; parameters stay float32
     # Recompute each decoder layer's activations in the backward pass instead of keeping them
-    # (`nnx.remat`): a full forward's activation memory falls from every layer's to about one
+    # (`jax.checkpoint`): a full forward's activation memory falls from every layer's to about one
     # layer's, for roughly a third more compute. The cached decode is never rematerialised.
     remat: bool = False
 

@@ -2,8 +2,8 @@
 
 Draws the mean reward, the perception accuracy (exact, and the share of characters right) and
 the valid-move rate against the step, from each run's `train_metrics.jsonl`: thin lines for
-the sampled training batches (temperature 1), markers for the greedy held-out evaluations. Writes `RUN_DIR/curves.png` (the first run's
-folder) or `--out FILE`.
+the sampled training batches (temperature 1), markers for the greedy held-out evaluations.
+Writes `RUN_DIR/curves.png` (the first run's folder) or `--out FILE`.
 """
 
 from __future__ import annotations

@@ -216,10 +216,11 @@ class RewardFn:
         first = jnp.argmax(solid)
         last = chars.shape[0] - 1 - jnp.argmax(solid[::-1])
         length = jnp.where(jnp.any(solid), last - first + 1, 0)
-        window = jnp.take(chars, first + jnp.arange(truth.shape[0]), mode="fill", fill_value=-2)
-        same = jnp.all((window == truth) | (jnp.arange(truth.shape[0]) >= truth_len))
-        perception_ok = p_ok & (length == truth_len) & same
         place = jnp.arange(truth.shape[0])
+        window = jnp.take(chars, first + place, mode="fill", fill_value=-2)
+        same = jnp.all((window == truth) | (place >= truth_len))
+        perception_ok = p_ok & (length == truth_len) & same
+        # perception_share: the places that agree, up to the first "<" (or special token)
         cut = (window == ord("<")) | (window >= SPECIAL_CODE)  # the host text's "<" of a token
         before_cut = jnp.cumsum(cut) == 0
         agree = (window == truth) & (place < truth_len) & (first + place <= last) & before_cut

@@ -45,8 +45,9 @@ from policy import (checkpoint, config, episodes, evaluation, grpo, loop, model 
 from policy.config import OptimConfig, knob, nested
 from policy.grpo import GRPOConfig
 
-REWARDS = ("shaped", "perception", "format")
-PARTIAL = "perception_share"  # partial credit for a partly read board, in place of perception
+REWARDS = ("shaped", "perception", "format")  # the default
+# and the one to choose instead of perception: partial credit for a partly read board
+REWARD_NAMES = REWARDS + ("perception_share",)
 LOG = "train_metrics.jsonl"
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
@@ -94,8 +95,8 @@ class TrainConfig:
             (self.mode in ("g0", "g1"), f"mode must be g0 or g1, not {self.mode!r}"),
             (min(self.steps, self.batch, self.samples) >= 1, "steps, batch, samples must be >= 1"),
             (self.samples >= 2, "GRPO needs at least 2 samples per board"),
-            (set(self.rewards) <= set(REWARDS + (PARTIAL,)) and self.rewards,
-             f"rewards must be a non-empty subset of {REWARDS + (PARTIAL,)}"),
+            (set(self.rewards) <= set(REWARD_NAMES) and self.rewards,
+             f"rewards must be a non-empty subset of {REWARD_NAMES}"),
             (self.temperature > 0, "temperature must be > 0 (RL samples)"),
             (min(self.eval_every, self.save_every) >= 1, "eval_every, save_every must be >= 1"),
             (self.eval_boards >= 0, "eval_boards must be >= 0"),
@@ -145,11 +146,6 @@ def maybe_initialize_distributed() -> bool:
     if launched:
         jax.distributed.initialize()
     return launched
-
-
-def data_mesh(fsdp: int = 1) -> Mesh:
-    """Every device, as `sharding.make_mesh`; ValueError unless `fsdp` divides their number."""
-    return sharding.make_mesh(fsdp)
 
 
 # ---- the starting policy ---------------------------------------------------------------------
@@ -357,7 +353,7 @@ def train(cfg: TrainConfig, run_dir: str, resume: bool = False, init: str | None
     """Run GRPO; returns the last held-out metrics. `stop_after`: stop (with a checkpoint)
     after that many steps, as if interrupted."""
     maybe_initialize_distributed()
-    mesh = data_mesh(cfg.fsdp)
+    mesh = sharding.make_mesh(cfg.fsdp)
     os.makedirs(run_dir, exist_ok=True)
     settings = dict(kind="train", train=dataclasses.asdict(cfg))
     start = checkpoint.latest_step(run_dir) if resume else None

@@ -191,7 +191,7 @@ def test_sampling_in_chunks_equals_one_call(init_dir):
     out = {}
     for chunk in (8, 2):
         spec = train.RolloutSpec(games, graphdef, tok, model_cfg, settings["response_budget"],
-                                 train.data_mesh(), 4, 2, 0, 1e-6, ("format",), chunk)
+                                 sharding.make_mesh(), 4, 2, 0, 1e-6, ("format",), chunk)
         out[chunk] = train.sample_in_chunks(params, prompt, frames, jax.random.key(0), spec)
     # temperature 1e-6 samples the argmax, so the chunks' different keys do not matter
     np.testing.assert_array_equal(out[2].tokens, out[8].tokens)
