@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-steps", type=int, default=None,
                         help="cold-start and base steps of both modes (default: the preset's "
                              "cold start, a fifth of it for the base); fewer leave RL more to do")
+    parser.add_argument("--rewards", default=None,
+                        help="comma-separated rewards both modes train on (default: "
+                             f"{','.join(train.REWARDS)}); e.g. shaped,perception_share,format "
+                             "gives partial credit for the perception block")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     options = dict(train.RUN_PRESETS[args.preset], game=args.game, seed=args.seed)
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         options["steps"] = args.steps
     if args.init_steps is not None:
         options["init_steps"] = args.init_steps
+    if args.rewards is not None:
+        options["rewards"] = tuple(args.rewards.split(","))
     started = time.time()
     os.makedirs(args.out, exist_ok=True)
     results, configs = {}, {}

@@ -13,7 +13,7 @@ def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
     made = []
 
     def run_mode(cfg, folder, boards):
-        made.append((cfg.mode, cfg.steps, boards, cfg.init_steps))
+        made.append((cfg.mode, cfg.steps, boards, cfg.init_steps, cfg.rewards))
         before = dict(valid_move_rate=0.25, mean_game_reward=2.0, perception_exact=0.5)
         return dict(before=before, after={k: v + 0.1 for k, v in before.items()})
 
@@ -24,8 +24,10 @@ def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "run_mode", run_mode)
     monkeypatch.setattr(loop, "read_metrics", read_metrics)
     out = str(tmp_path / "study")
-    assert study.main(["--out", out, "--boards", "8", "--steps", "3", "--init-steps", "7"]) == 0
-    assert [m[0] for m in made] == ["g0", "g1"] and all(m[1:] == (3, 8, 7) for m in made)
+    assert study.main(["--out", out, "--boards", "8", "--steps", "3", "--init-steps", "7",
+                       "--rewards", "perception_share,format"]) == 0
+    assert [m[0] for m in made] == ["g0", "g1"]
+    assert all(m[1:] == (3, 8, 7, ("perception_share", "format")) for m in made)
     results = json.load(open(os.path.join(out, "study.json")))["results"]
     assert set(results) == {"g0", "g1", "expert", "random"}
     for name, r in results.items():
@@ -43,3 +45,8 @@ def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
 def test_study_rejects_an_unknown_game():
     with pytest.raises(SystemExit):
         study.main(["--out", "x", "--game", "chess"])
+
+
+def test_unknown_rewards_are_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="rewards must be"):
+        study.main(["--out", str(tmp_path), "--rewards", "speed"])
