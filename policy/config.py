@@ -155,7 +155,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] 
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=text)
         elif origin is tuple:
-            parser.add_argument(flag, type=_comma_list, default=None, help=text + " (a,b,...)")
+            parser.add_argument(flag, type=comma_list, default=None, help=text + " (a,b,...)")
         elif kind in (int, float, str):
             parser.add_argument(flag, type=kind, default=None, help=text)
         elif type(None) in args and len(args) == 2:  # Optional[x]
@@ -169,5 +169,5 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
             if getattr(args, name, None) is not None}
 
 
-def _comma_list(text: str) -> tuple[str, ...]:
+def comma_list(text: str) -> tuple[str, ...]:
     return tuple(part for part in text.split(",") if part)

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-steps", type=int, default=None,
                         help="cold-start and base steps of both modes (default: the preset's "
                              "cold start, a fifth of it for the base); fewer leave RL more to do")
-    parser.add_argument("--rewards", default=None,
+    parser.add_argument("--rewards", type=config.comma_list, default=None,
                         help="comma-separated rewards both modes train on (default: "
                              f"{','.join(train.REWARDS)}); e.g. shaped,perception_share,format "
                              "gives partial credit for the perception block")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.init_steps is not None:
         options["init_steps"] = args.init_steps
     if args.rewards is not None:
-        options["rewards"] = tuple(args.rewards.split(","))
+        options["rewards"] = args.rewards
     started = time.time()
     os.makedirs(args.out, exist_ok=True)
     results, configs = {}, {}
