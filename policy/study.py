@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-steps", type=int, default=None,
                         help="cold-start and base steps of both modes (default: the preset's "
                              "cold start, a fifth of it for the base); fewer leave RL more to do")
+    parser.add_argument("--init-schedule", choices=("constant", "cosine"), default=None,
+                        help="their learning-rate schedule (default: the preset's, cosine); "
+                             "constant stops a short cold start at a full rate, mid-learning")
     parser.add_argument("--rewards", type=config.comma_list, default=None,
                         help="comma-separated rewards both modes train on (default: "
                              f"{','.join(train.REWARDS)}); e.g. shaped,perception_share,format "
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         options["steps"] = args.steps
     if args.init_steps is not None:
         options["init_steps"] = args.init_steps
+    if args.init_schedule is not None:
+        options["init_schedule"] = args.init_schedule
     if args.rewards is not None:
         options["rewards"] = args.rewards
     started = time.time()

@@ -81,6 +81,8 @@ class TrainConfig:
     save_every: int = knob(20, "steps between checkpoints")
     init_preset: str = knob("cpu", "policy.sft run preset of the starting policy")
     init_steps: int = knob(0, "its steps (0: the preset's; for g0, a fifth of them)")
+    init_schedule: str = knob("", "its learning-rate schedule after the warm-up: constant or "
+                                  "cosine ('': the preset's)")
     model: str = knob("", "a downloaded Qwen2-VL / Qwen2.5-VL folder to start from: g0 runs "
                           "RL from it as it is, g1 trains its cold start first")
     dtype: str = knob("float32", "that checkpoint's parameters: float32 or bfloat16")
@@ -106,6 +108,8 @@ class TrainConfig:
              f"model {self.model!r} is no folder (a downloaded checkpoint)"),
             (not self.model or self.game != "mix", "a checkpoint plays one game at a time"),
             (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
+            (self.init_schedule in ("", "constant", "cosine"),
+             "init_schedule must be constant, cosine or '' (the preset's)"),
             (self.init_preset in sft.RUN_PRESETS,
              f"init_preset must be one of {sorted(sft.RUN_PRESETS)}"),
         ]
@@ -159,6 +163,8 @@ def init_config(cfg: TrainConfig) -> sft.SFTConfig:
     steps = cfg.init_steps or (options["steps"] if cfg.mode == "g1" else options["steps"] // 5)
     options.update(steps=steps, eval_every=min(options.get("eval_every", 100), steps),
                    save_every=steps, warmup_steps=steps // 20)
+    if cfg.init_schedule:
+        options.update(schedule=cfg.init_schedule)
     if cfg.mode == "g0":
         options.update(think_batch=0)  # the base learns the format alone: no move to train
     if cfg.model:

@@ -238,6 +238,11 @@ def test_every_setting_has_one_flag_and_presets_are_settings():
     assert dataclasses.replace(g1, save_every=preset.save_every) == preset
     g0 = train.init_config(config.build(train.TrainConfig, mode="g0"))
     assert (g0.variant, g0.think_batch, g0.steps) == ("base", 0, preset.steps // 5)
+    short = train.init_config(config.build(train.TrainConfig, init_steps=200,
+                                           init_schedule="constant"))
+    assert (short.steps, short.optim.schedule, short.optim.lr) == (200, "constant", preset.optim.lr)
+    with pytest.raises(ValueError, match="init_schedule must be"):
+        config.build(train.TrainConfig, init_schedule="linear")
 
 
 def test_runs_with_the_same_optimiser_share_one_compiled_step():
