@@ -13,6 +13,7 @@ and steps (`policy.evaluation`):
     valid_move_rate    fraction of answers that are legal moves
     mean_game_reward   the game's own reward per step (points; -1 for an invalid move)
     perception_exact   fraction of responses whose <perception> block is exactly the board
+    perception_share   mean share of the board text's characters the block has in place
     format_rate        fraction of responses with all three tag pairs in order
 
 `--policy random` answers a uniformly random move of the action space in the right format with

@@ -34,7 +34,8 @@ from jaxgym import multigame, text as game_text
 from policy import checkpoint, episodes, sample, tokenizer as tokenization
 from policy.episodes import GameSet
 
-METRICS = ("valid_move_rate", "hit_rate", "mean_game_reward", "perception_exact", "format_rate")
+METRICS = ("valid_move_rate", "hit_rate", "mean_game_reward", "perception_exact",
+           "perception_share", "format_rate")
 
 
 @dataclasses.dataclass
@@ -126,6 +127,7 @@ def play(games: GameSet, policy, states: tuple, steps: int = 1, seed: int = 0,
                                         hit_rate=rewards.valid * (rewards.points > 0),
                                         mean_game_reward=rewards.points,
                                         perception_exact=rewards.perception,
+                                        perception_share=rewards.perception_share,
                                         format_rate=rewards.format))
         for name, values in per_board.items():
             totals[name] = totals.get(name, 0.0) + float(np.mean(values))

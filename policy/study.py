@@ -3,10 +3,11 @@
 Runs G0 (RL from the format-only base) and G1 (RL from the perception-enhanced cold start)
 with the same RL budget, and measures, on the same held-out boards, each policy before and
 after RL next to the expert and a random policy: valid-move rate, mean game reward (the game's
-own points per move, -1 for an invalid one) and perception exact-match, all greedy. Writes
+own points per move, -1 for an invalid one), perception exact-match and the share of the
+board text's characters the perception block has in place, all greedy. Writes
 `DIR/study.json` (per policy: `before` and `after`, each with `valid_move_rate`,
-`mean_game_reward`, `perception_exact`), `DIR/study.md` (the table) and `DIR/study.png` (the
-training curves of both runs). Each run lives in `DIR/g0` and `DIR/g1`; an interrupted study
+`mean_game_reward`, `perception_exact`, `perception_share`), `DIR/study.md` (the table) and
+`DIR/study.png` (the training curves of both runs). Each run lives in `DIR/g0` and `DIR/g1`; an interrupted study
 picks up where it stopped.
 """
 
@@ -23,7 +24,7 @@ import jaxgym
 from policy import checkpoint, config, evaluation, loop, plot, tokenizer as tokenization, train
 from policy.episodes import GameSet
 
-KEYS = ("valid_move_rate", "mean_game_reward", "perception_exact")
+KEYS = ("valid_move_rate", "mean_game_reward", "perception_exact", "perception_share")
 
 
 def measure(game: str, board_preset: str, policy, boards: int, seed: int) -> dict:

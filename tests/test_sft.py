@@ -176,11 +176,12 @@ def test_evaluate_baselines():
                                     steps=2, progress=False)
     assert expert == dict(valid_move_rate=1.0, hit_rate=1.0,
                           mean_game_reward=expert["mean_game_reward"],
-                          perception_exact=1.0, format_rate=1.0)
+                          perception_exact=1.0, perception_share=1.0, format_rate=1.0)
     assert expert["mean_game_reward"] >= 6
     random, _ = evaluation.evaluate(games, evaluation.TextPolicy("random", tok), boards=8,
                                     steps=2, progress=False)
     assert random["perception_exact"] == 0.0 and random["format_rate"] == 1.0
+    assert random["perception_share"] == 0.0  # its block is empty
     assert random["valid_move_rate"] < 1.0
     with pytest.raises(ValueError, match="'expert' or 'random'"):
         evaluation.TextPolicy("greedy", tok)

@@ -15,7 +15,8 @@ def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
     def run_mode(cfg, folder, boards):
         made.append((cfg.mode, cfg.steps, boards, cfg.init_steps, cfg.rewards,
                      train.init_config(cfg).optim.schedule))
-        before = dict(valid_move_rate=0.25, mean_game_reward=2.0, perception_exact=0.5)
+        before = dict(valid_move_rate=0.25, mean_game_reward=2.0, perception_exact=0.5,
+                      perception_share=0.75)
         return dict(before=before, after={k: v + 0.1 for k, v in before.items()})
 
     def read_metrics(folder, name="train_metrics.jsonl"):
