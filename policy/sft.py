@@ -33,7 +33,7 @@ from flax import nnx
 import jaxgym
 from jaxgym import text as game_text
 from policy import (checkpoint, config, episodes, evaluation, loop, model as vlm,
-                    pretrained_model, sample)
+                    pretrained_model, sample, sharding)
 from policy.config import OptimConfig, knob, nested
 from policy import tokenizer as tokenization
 
@@ -72,6 +72,9 @@ class SFTConfig:
     eval_every: int = knob(100, "steps between held-out evaluations")
     eval_boards: int = knob(64, "held-out boards per evaluation")
     save_every: int = knob(200, "steps between checkpoints")
+    fsdp: int = knob(1, "split parameters and optimiser state over this many devices (FSDP); "
+                        "1: a copy on each device")
+    remat: bool = knob(False, "recompute decoder activations in the backward pass (less memory)")
     seed: int = knob(0, "the seed of boards, initial weights and samples")
 
     def __post_init__(self) -> None:
@@ -97,6 +100,8 @@ class SFTConfig:
             raise ValueError("decision_weight and move_weight must be positive")
         if self.think_batch < 0:
             raise ValueError("think_batch must be >= 0")
+        if self.fsdp < 1:
+            raise ValueError("fsdp must be >= 1")
         if self.think_batch and self.variant != "cold":
             raise ValueError("think_batch trains the cold start's move: variant must be cold")
         if self.think_batch and not self.restate_board:
@@ -210,6 +215,17 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
     return train_step
 
 
+def place_batch(batch: tuple, mesh) -> tuple:
+    """A step's arrays on the mesh: each board's rows (its prompt part, frame, response and
+    think) split over every device, the instructions the boards share copied on each."""
+    prompt, *rest = batch
+    rows, copied = sharding.batch(mesh), sharding.copied(mesh)
+    prompt = sample.Prompt(*jax.device_put(
+        (prompt.prefix, prompt.prefix_valid), copied), *jax.device_put(
+        (prompt.tokens, prompt.valid, prompt.group), rows))
+    return (prompt, *jax.device_put(tuple(rest), rows))
+
+
 # ---- the run -------------------------------------------------------------------------------
 
 
@@ -271,6 +287,11 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
     games = episodes.GameSet.make(cfg.game, cfg.board_preset, cfg.prompt_style, cfg.image_first,
                                   cfg.restate_board)
     games.counts(cfg.batch), games.counts(cfg.eval_boards)  # ValueError unless they split
+    mesh = sharding.make_mesh(cfg.fsdp)
+    for name in ("batch", "think_batch"):
+        if getattr(cfg, name) % mesh.size:
+            raise ValueError(f"{name} {getattr(cfg, name)} must be a multiple of the "
+                             f"{mesh.size} devices")
     if cfg.pretrained:
         graphdef, params, tokenizer, model_cfg = pretrained_model.load_policy(cfg.model,
                                                                               cfg.dtype)
@@ -280,8 +301,10 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
         model_cfg = vlm.config(cfg.model, **{"vocab_size": tokenizer.vocab_size,
                                              **cfg.model_overrides})
         graphdef, params = nnx.split(vlm.create(model_cfg, tokenizer.image_pad_id, cfg.seed))
+    graphdef = vlm.with_remat(graphdef, params, cfg.remat)
     tx = optimizer(cfg)
-    opt_state = tx.init(params)
+    params = sharding.place(params, mesh)
+    opt_state = sharding.place(tx.init(params), mesh)
     budget = games.response_budget(tokenizer)
     settings = dict(kind="sft", sft=dataclasses.asdict(cfg), model=dataclasses.asdict(model_cfg),
                     response_budget=budget, prompt_style=cfg.prompt_style,
@@ -294,16 +317,20 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
             raise ValueError(f"{out} holds a run with other settings: {saved.get('sft')}")
         start = checkpoint.latest_step(out)
         tree = checkpoint.restore(out, start, dict(params=params, opt_state=opt_state))
-        params, opt_state = tree["params"], tree["opt_state"]
+        params, opt_state = sharding.place(tree["params"], mesh), sharding.place(
+            tree["opt_state"], mesh)
     os.makedirs(out, exist_ok=True)
     if not quiet:
         print(f"{cfg.game} ({cfg.board_preset}) cold start, variant {cfg.variant}: "
               f"{vlm.num_params(nnx.merge(graphdef, params)):,} parameters ({cfg.model}), "
-              f"{cfg.steps} steps x {cfg.batch} boards, responses up to {budget} tokens")
+              f"{cfg.steps} steps x {cfg.batch} boards, responses up to {budget} tokens"
+              + (f", on {mesh.size} devices (fsdp {cfg.fsdp})" if mesh.size > 1 else ""))
 
     train_step = compiled_train_step(graphdef, cfg.optim, cfg.steps)
     prompt = games.prompt(tokenizer, model_cfg, cfg.batch)
-    held_out = games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves)
+    held_out = jax.device_put(
+        games.deal(episodes.eval_key(cfg.seed), cfg.eval_boards, cfg.max_random_moves),
+        sharding.copied(mesh))  # on the parameters' devices
     started = time.time()
 
     think_offsets = response_offsets(games.prompt(tokenizer, model_cfg, cfg.think_batch or 1))
@@ -317,7 +344,7 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
             more = games.deal(jax.random.fold_in(key, 1), cfg.think_batch, cfg.max_random_moves)
             batch += (think_rows(tokenizer, *targets(cfg, games, tokenizer, more, key, budget),
                                  think_offsets),)
-        params, opt_state, loss = train_step(params, opt_state, *batch)
+        params, opt_state, loss = train_step(params, opt_state, *place_batch(batch, mesh))
         return (params, opt_state), dict(loss=float(loss),
                                          seconds=round(time.time() - started, 1))
 

@@ -53,6 +53,11 @@ def place(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, of_params(tree, mesh))
 
 
+def copied(mesh: Mesh) -> NamedSharding:
+    """A whole copy on every device of the mesh."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
 def batch(mesh: Mesh) -> NamedSharding:
     """Arrays whose leading axis is boards or sequences: split over every device."""
     return NamedSharding(mesh, BATCH)

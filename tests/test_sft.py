@@ -4,6 +4,8 @@ damaged checkpoint is a clear error; evaluate's baselines and CLI."""
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from flax import nnx
 
 import jaxgym
-from policy import checkpoint, episodes, evaluate, evaluation, model as vlm, sft
+from policy import checkpoint, config, episodes, evaluate, evaluation, loop, model as vlm, sft
 from policy import tokenizer as tokenization
 from policy.config import build
 
@@ -113,6 +115,51 @@ def initial_loss():
     prompt = episodes.prompt_batch(env, tok, cfg, CFG.batch)
     loss = jax.jit(lambda p, *batch: sft.response_loss(nnx.merge(graphdef, p), *batch))
     return float(loss(params, prompt, episodes.draw(env, states), response, mask))
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPLIT_RUN = """
+import dataclasses, json, sys
+import jax
+from policy import config, sft
+split = []  # at each checkpoint: the share of parameter arrays cut over the "fsdp" axis
+real_save = sft.checkpoint.save
+def save(folder, step, tree, *args):
+    leaves = jax.tree.leaves(tree["params"])
+    split.append(sum("fsdp" in str(x.sharding.spec) for x in leaves) / len(leaves))
+    return real_save(folder, step, tree, *args)
+sft.checkpoint.save = save
+cfg = config.build(sft.SFTConfig, **json.loads(sys.argv[1]))
+try:
+    sft.train(dataclasses.replace(cfg, batch=6), sys.argv[2], quiet=True)
+except ValueError as error:
+    assert "batch 6 must be a multiple of the 4 devices" in str(error), error
+else:
+    raise SystemExit("batch 6 was accepted on 4 devices")
+sft.train(cfg, sys.argv[2], quiet=True)
+assert len(split) == cfg.steps // cfg.save_every and min(split) > 0.5, split
+"""
+
+
+def test_one_device_equals_four_simulated_devices_with_split_parameters(run_dir, tmp_path):
+    # 4 devices: 2 copies of the parameters and Adam's moments, each split in 2 (FSDP), the
+    # boards split over all 4, layers rematerialised; the held-out evaluation runs there too
+    options = dict(config.flatten(CFG), fsdp=2, remat=True)
+    out = str(tmp_path / "d4")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
+                         "--xla_force_host_platform_device_count=4")
+    subprocess.run([sys.executable, "-c", SPLIT_RUN, json.dumps(options), out], check=True,
+                   env=env, cwd=ROOT, timeout=600)
+    one, four = (loop.read_metrics(d, sft.LOG) for d in (run_dir, out))
+    assert [line["kind"] for line in one] == [line["kind"] for line in four]
+    losses = [[line["loss"] for line in run if line["kind"] == "train"] for run in (one, four)]
+    # the first step (the same parameters) agrees to rounding; gradients summed in another
+    # order then round differently, and Adam turns that into small differences
+    np.testing.assert_allclose(losses[1][0], losses[0][0], rtol=1e-5)
+    np.testing.assert_allclose(losses[1], losses[0], rtol=2e-2)
+    held_out = [line for run in (one, four) for line in run if line["kind"] == "eval"]
+    assert held_out[0].keys() == held_out[1].keys()
 
 
 def test_checkpoint_round_trip_is_exact(run_dir, tmp_path):
