@@ -142,8 +142,12 @@ def test_k_updates_in_one_call_equal_k_calls():
     for _ in range(3):
         params, opt_state, last = run_update(batch, params=params, opt_state=opt_state)
     inside = run_update(batch, dataclasses.replace(UPDATE_CFG, updates=3))
+    # Adam's steps are about lr (3e-3) each whatever the gradient's size, so the rounding of
+    # a near-zero gradient (the scan compiles apart from the single step) can move a
+    # parameter by a small part of one: 1.3e-5 on one AMD EPYC machine. A missed or repeated
+    # step would move them by about lr.
     for a, b in zip(jax.tree.leaves(inside[0]), jax.tree.leaves(params)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, b, atol=1e-4)
     for name in ("loss", "kl", "clip_fraction", "grad_norm"):
         np.testing.assert_allclose(inside[2][name], last[name], rtol=1e-4, atol=1e-6)
     assert float(last["kl"]) > 0  # the later steps moved away from the reference
