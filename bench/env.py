@@ -3,7 +3,8 @@
 For each game (at its default, the paper's setting, or `--preset`) and for a mixed batch of all
 of them (equal shares, one jit), measures after compilation, on whatever device JAX uses:
   rules   board-steps/s of `vmap(env.step)` with random legal moves (legal mask included),
-          `--steps` moves fused into one jitted `lax.scan`;
+          `--steps` moves fused into one jitted `lax.scan`, called as often as a timed run
+          of 0.2 s takes (`bench.peers.scan_throughput`);
   render  frames/s of one jitted call that steps the batch and returns its frames
           (uint8[batch, H, W, 3], materialised), called once per move from Python, each
           call donating the previous states and frames;
