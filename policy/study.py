@@ -7,8 +7,8 @@ own points per move, -1 for an invalid one), perception exact-match and the shar
 board text's characters the perception block has in place, all greedy. Writes
 `DIR/study.json` (per policy: `before` and `after`, each with `valid_move_rate`,
 `mean_game_reward`, `perception_exact`, `perception_share`), `DIR/study.md` (the table) and
-`DIR/study.png` (the training curves of both runs). Each run lives in `DIR/g0` and `DIR/g1`; an interrupted study
-picks up where it stopped.
+`DIR/study.png` (the training curves of both runs). Each run lives in `DIR/g0` and `DIR/g1`;
+an interrupted study picks up where it stopped.
 """
 
 from __future__ import annotations

@@ -289,6 +289,8 @@ def test_every_setting_has_one_flag_and_presets_are_settings():
     short = train.init_config(config.build(train.TrainConfig, init_steps=200,
                                            init_schedule="constant"))
     assert (short.steps, short.optim.schedule, short.optim.lr) == (200, "constant", preset.optim.lr)
+    split = train.init_config(config.build(train.TrainConfig, fsdp=2, remat=True))
+    assert (split.fsdp, split.remat) == (2, True)
     with pytest.raises(ValueError, match="init_schedule must be"):
         config.build(train.TrainConfig, init_schedule="linear")
 
