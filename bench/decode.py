@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import os
 import platform
 import statistics
@@ -47,6 +46,7 @@ from flax import nnx
 
 import jaxgym
 import render
+from bench import write_json
 from jaxgym import text
 from policy import model as vlm
 from policy import sample, tokenizer
@@ -340,10 +340,7 @@ def main(argv: list[str] | None = None) -> dict:
                "statistic": "best", "cpu_busy_before": busy, "ours": ours, "hf": hf,
                "ratio_to_hf": ours["tokens_per_s"] / hf["tokens_per_s"] if hf else None}
     print(report(results, cfg, frames.shape[1:]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return results
+    return write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import platform
 import time
@@ -35,7 +34,7 @@ from PIL import Image, ImageDraw
 
 import jaxgym
 import render
-from bench import numpy_swap, peers
+from bench import numpy_swap, peers, write_json
 from jaxgym import tiles
 from jaxgym.multigame import MultiGame
 
@@ -215,10 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
                "repeats": args.repeats, "machine": machine()}
     for game in games:
         results[game] = bench_game(game, args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return results
+    return write_json(args.json, results)
 
 
 if __name__ == "__main__":

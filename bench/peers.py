@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import math
 import time
 from typing import Any, Callable
@@ -32,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxgym
+from bench import write_json
 
 
 def _version(dist: str) -> str:
@@ -152,10 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"2048, batch {args.batch}, {args.steps} moves; {device.platform}:{device.device_kind}, jax {jax.__version__}")
     results: dict = {"batch": args.batch, "steps": args.steps, "jax": jax.__version__}
     results.update(run_all(args.batch, args.steps, args.seed, args.repeats))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return results
+    return write_json(args.json, results)
 
 
 if __name__ == "__main__":

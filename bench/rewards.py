@@ -20,13 +20,13 @@ step's (`bench.train` on the same machine and batch).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import jax
 import numpy as np
 
 import jaxgym
+from bench import write_json
 from bench.env import machine
 from policy import episodes, rewards
 from policy import tokenizer as tokenization
@@ -121,10 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"(first call {host['compile_s']:.1f} s)")
     results = dict(batch=args.batch, think_chars=args.think_chars, machine=machine(),
                    device=device, host=host)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-    return results
+    return write_json(args.json, results)
 
 
 if __name__ == "__main__":

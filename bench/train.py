@@ -19,7 +19,6 @@ and takes one optimiser step.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -27,6 +26,7 @@ import jax
 from flax import nnx
 
 import jaxgym
+from bench import write_json
 from bench.decode import cpu_busy, machine
 from policy import (episodes, model as vlm, pretrained_model, sharding, tokenizer as tokenization,
                     train)
@@ -129,10 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"per step (median of {args.steps}; responses {result['response_length']:.0f} tokens)"
           + (f"; peak device memory {result['peak_bytes'] / 2**30:.2f} GiB"
              if result["peak_bytes"] else ""))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-    return result
+    return write_json(args.json, result)
 
 
 if __name__ == "__main__":

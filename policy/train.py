@@ -165,8 +165,7 @@ def init_config(cfg: TrainConfig) -> sft.SFTConfig:
                    save_every=steps, warmup_steps=steps // 20)
     if cfg.init_schedule:
         options.update(schedule=cfg.init_schedule)
-    if cfg.fsdp > 1 or cfg.remat:  # a model RL must split is split for its cold start too
-        options.update(fsdp=cfg.fsdp, remat=cfg.remat)
+    options.update(fsdp=cfg.fsdp, remat=cfg.remat)  # a model RL splits is split for its cold start
     if cfg.mode == "g0":
         options.update(think_batch=0)  # the base learns the format alone: no move to train
     if cfg.model:
