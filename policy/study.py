@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-schedule", choices=("constant", "cosine"), default=None,
                         help="their learning-rate schedule (default: the preset's, cosine); "
                              "constant stops a short cold start at a full rate, mid-learning")
+    parser.add_argument("--init-batch", type=int, default=None,
+                        help="their boards (images) per step (default: the preset's, 32); fewer "
+                             "leave the cold start's perception partial, while its text-only "
+                             "think still learns the move")
     parser.add_argument("--rewards", type=config.comma_list, default=None,
                         help="comma-separated rewards both modes train on (default: "
                              f"{','.join(train.REWARDS)}); e.g. shaped,perception_share,format "
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         options["init_steps"] = args.init_steps
     if args.init_schedule is not None:
         options["init_schedule"] = args.init_schedule
+    if args.init_batch is not None:
+        options["init_batch"] = args.init_batch
     if args.rewards is not None:
         options["rewards"] = args.rewards
     started = time.time()

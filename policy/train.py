@@ -83,6 +83,8 @@ class TrainConfig:
     init_steps: int = knob(0, "its steps (0: the preset's; for g0, a fifth of them)")
     init_schedule: str = knob("", "its learning-rate schedule after the warm-up: constant or "
                                   "cosine ('': the preset's)")
+    init_batch: int = knob(0, "its boards (images) per step (0: the preset's); fewer leave its "
+                              "perception partial while its text-only think still learns the move")
     model: str = knob("", "a downloaded Qwen2-VL / Qwen2.5-VL folder to start from: g0 runs "
                           "RL from it as it is, g1 trains its cold start first")
     dtype: str = knob("float32", "that checkpoint's parameters: float32 or bfloat16")
@@ -102,6 +104,7 @@ class TrainConfig:
             (self.temperature > 0, "temperature must be > 0 (RL samples)"),
             (min(self.eval_every, self.save_every) >= 1, "eval_every, save_every must be >= 1"),
             (self.eval_boards >= 0, "eval_boards must be >= 0"),
+            (self.init_batch >= 0, "init_batch must be >= 0"),
             (self.sample_chunk >= 0, "sample_chunk must be >= 0"),
             (self.fsdp >= 1, "fsdp must be >= 1"),
             (not self.model or os.path.isdir(self.model),
@@ -165,6 +168,8 @@ def init_config(cfg: TrainConfig) -> sft.SFTConfig:
                    save_every=steps, warmup_steps=steps // 20)
     if cfg.init_schedule:
         options.update(schedule=cfg.init_schedule)
+    if cfg.init_batch:
+        options.update(batch=cfg.init_batch)
     options.update(fsdp=cfg.fsdp, remat=cfg.remat)  # a model RL splits is split for its cold start
     if cfg.mode == "g0":
         options.update(think_batch=0)  # the base learns the format alone: no move to train

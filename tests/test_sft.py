@@ -289,10 +289,14 @@ def test_every_setting_has_one_flag_and_presets_are_settings():
     short = train.init_config(config.build(train.TrainConfig, init_steps=200,
                                            init_schedule="constant"))
     assert (short.steps, short.optim.schedule, short.optim.lr) == (200, "constant", preset.optim.lr)
+    few = train.init_config(config.build(train.TrainConfig, init_batch=4))
+    assert (few.batch, few.think_batch) == (4, preset.think_batch)
     split = train.init_config(config.build(train.TrainConfig, fsdp=2, remat=True))
     assert (split.fsdp, split.remat) == (2, True)
     with pytest.raises(ValueError, match="init_schedule must be"):
         config.build(train.TrainConfig, init_schedule="linear")
+    with pytest.raises(ValueError, match="init_batch must be"):
+        config.build(train.TrainConfig, init_batch=-1)
 
 
 def test_runs_with_the_same_optimiser_share_one_compiled_step():
