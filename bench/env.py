@@ -15,7 +15,8 @@ and, side by side in the same run: for Swap, the NumPy reference (`bench.numpy_s
 and drawn one board at a time in a host loop, the way a gym environment batched by
 SyncVectorEnv runs; for 2048, pgx's and jumanji's 2048 timed the same way as `rules` (state
 only) when those packages are installed (`pip install -e ".[bench]"`, see `bench.peers`).
-Every figure is the best of `--repeats` timed runs after the compiling one.
+Every figure is the best of `--repeats` timed runs after the compiling one; a compile time
+is the jitted function's trace, lower and compile (`jit(f).lower(...).compile()`), no run.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def bench_rules(mix: MultiGame, steps: int, seed: int, repeats: int = 1) -> dict
 
 def render_timer(mix: MultiGame, steps: int, seed: int) -> tuple[dict, Callable[[], float]]:
     """({compile_s, frame_shape}, a function that times `steps` moves of step + render, one
-    jitted call per move, and returns the seconds). Each call donates the previous call's
+    jitted call per move, and returns the seconds); compile_s is its trace, lower and compile,
+    without a run. Each call donates the previous call's
     states and frames, as a rollout loop that keeps only the newest frames would: the new
     frames are written into the old ones' buffer instead of freshly allocated memory, whose
     first touch (page faults) costs more than drawing on the CPU. The boards play on from
@@ -82,8 +84,9 @@ def render_timer(mix: MultiGame, steps: int, seed: int) -> tuple[dict, Callable[
     carry = [jax.jit(mix.reset)(jax.random.key(seed)),
              jnp.zeros((mix.batch_size, *render.canvas_shape(mix.envs), 3), jnp.uint8)]
     start = time.perf_counter()
-    carry[:] = jax.block_until_ready(step_and_draw(carry[0], keys[0], carry[1]))
+    step_and_draw = step_and_draw.lower(carry[0], keys[0], carry[1]).compile()
     info = {"compile_s": time.perf_counter() - start, "frame_shape": list(carry[1].shape[1:])}
+    carry[:] = jax.block_until_ready(step_and_draw(carry[0], keys[0], carry[1]))  # untimed
 
     def timed() -> float:
         start = time.perf_counter()
