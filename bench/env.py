@@ -68,11 +68,10 @@ def bench_rules(mix: MultiGame, steps: int, seed: int, repeats: int = 1) -> dict
 def render_timer(mix: MultiGame, steps: int, seed: int) -> tuple[dict, Callable[[], float]]:
     """({compile_s, frame_shape}, a function that times `steps` moves of step + render, one
     jitted call per move, and returns the seconds); compile_s is its trace, lower and compile,
-    without a run. Each call donates the previous call's
-    states and frames, as a rollout loop that keeps only the newest frames would: the new
-    frames are written into the old ones' buffer instead of freshly allocated memory, whose
-    first touch (page faults) costs more than drawing on the CPU. The boards play on from
-    one timing to the next."""
+    without a run. Each call donates the previous call's states and frames, as a rollout loop
+    that keeps only the newest frames would: the new frames are written into the old ones'
+    buffer instead of freshly allocated memory, whose first touch (page faults) costs more
+    than drawing on the CPU. The boards play on from one timing to the next."""
 
     @functools.partial(jax.jit, donate_argnums=(0, 2), keep_unused=True)
     def step_and_draw(states, key, frames):
