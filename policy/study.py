@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="their boards (images) per step (default: the preset's, 32); fewer "
                              "leave the cold start's perception partial, while its text-only "
                              "think still learns the move")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="RL's sampling temperature in both modes (default: the preset's, 1)")
     parser.add_argument("--rewards", type=config.comma_list, default=None,
                         help="comma-separated rewards both modes train on (default: "
                              f"{','.join(train.REWARDS)}); e.g. shaped,perception_share,format "
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         options["init_schedule"] = args.init_schedule
     if args.init_batch is not None:
         options["init_batch"] = args.init_batch
+    if args.temperature is not None:
+        options["temperature"] = args.temperature
     if args.rewards is not None:
         options["rewards"] = args.rewards
     started = time.time()
