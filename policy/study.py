@@ -25,6 +25,8 @@ from policy import checkpoint, config, evaluation, loop, plot, tokenizer as toke
 from policy.episodes import GameSet
 
 KEYS = ("valid_move_rate", "mean_game_reward", "perception_exact", "perception_share")
+SHARED = ("steps", "init_steps", "init_schedule", "init_batch", "temperature", "rewards")
+"""The TrainConfig settings a study's flags set for both modes alike (flag = name with dashes)."""
 
 
 def measure(game: str, board_preset: str, policy, boards: int, seed: int) -> dict:
@@ -85,18 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     options = dict(train.RUN_PRESETS[args.preset], game=args.game, seed=args.seed)
-    if args.steps is not None:
-        options["steps"] = args.steps
-    if args.init_steps is not None:
-        options["init_steps"] = args.init_steps
-    if args.init_schedule is not None:
-        options["init_schedule"] = args.init_schedule
-    if args.init_batch is not None:
-        options["init_batch"] = args.init_batch
-    if args.temperature is not None:
-        options["temperature"] = args.temperature
-    if args.rewards is not None:
-        options["rewards"] = args.rewards
+    for name in SHARED:  # flags left out keep the preset's value
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     started = time.time()
     os.makedirs(args.out, exist_ok=True)
     results, configs = {}, {}
