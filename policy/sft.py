@@ -68,6 +68,10 @@ class SFTConfig:
                                "<think> through the move, without the image, instructions and "
                                "perception before it, at the positions it holds in the whole "
                                "response (needs restate_board)")
+    think_from: str = knob("think", "where the think-only rows start: think (the restated "
+                                    "board given, read from the image) or perception (the "
+                                    "perception block given, the restated board copied from "
+                                    "it, so that the move depends on what perception read)")
     max_random_moves: int = knob(3, "boards are advanced by up to this many random moves")
     eval_every: int = knob(100, "steps between held-out evaluations")
     eval_boards: int = knob(64, "held-out boards per evaluation")
@@ -109,12 +113,16 @@ class SFTConfig:
                              "it needs restate_board")
         if self.prompt_style not in game_text.PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {game_text.PROMPT_STYLES}")
+        if self.think_from not in THINK_FROM:
+            raise ValueError(f"think_from must be one of {THINK_FROM}, got {self.think_from!r}")
 
     @property
     def pretrained(self) -> bool:
         """Whether `model` is a downloaded checkpoint folder."""
         return self.model not in vlm.CONFIGS
 
+
+THINK_FROM = ("think", "perception")
 
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     # this 2-core CPU: the tiny model on easy boards, about 19 minutes; the move is learnt
@@ -158,28 +166,36 @@ def response_loss(model: nnx.Module, prompt: sample.Prompt, frames, response,
 
 
 class ThinkRows(NamedTuple):
-    """Responses cut to their think, from `<think>` through the move (`think_rows`)."""
+    """Responses cut to their think (or perception and think), through the move
+    (`think_rows`)."""
 
     tokens: jax.Array  # int32[A, W], right-padded
     positions: jax.Array  # int32[A, W]: each token's position in its whole sequence
     valid: jax.Array  # bool[A, W]
-    weights: jax.Array  # float32[A, W]: each token's loss weight, 0 up to the restated board
+    weights: jax.Array  # float32[A, W]: each token's loss weight, 0 on what is given
 
 
 def think_rows(tokenizer, response: np.ndarray, weights: np.ndarray,
-               offsets: np.ndarray) -> ThinkRows:
-    """Each response's think from `<think>` through the move it first names, kept at its
-    positions (`offsets`: int32[A], the position of each response's first token), its loss
-    weights those of the whole response after the restated board (which a think alone cannot
-    predict) and 0 before. response, weights: [A, N] as `targets` makes them."""
+               offsets: np.ndarray, think_from: str = "think") -> ThinkRows:
+    """Each response from its `<think>` (`think_from="perception"`: from its `<perception>`)
+    through the move it first names, kept at its positions (`offsets`: int32[A], the position
+    of each response's first token). Its loss weights are those of the whole response after
+    what the row is given, 0 before: after the restated board (which a think alone cannot
+    predict), or after `</perception>` (the restated board is then copied from the perception
+    block). response, weights: [A, N] as `targets` makes them."""
     is_think = response == tokenizer.tag_ids["<think>"]
-    start = np.argmax(is_think, axis=1)
     move = move_mask(tokenizer, response)
     if not (move.any(1) & is_think.any(1)).all():
         raise ValueError("think_rows needs a <think> that names the move in every response")
     end = response.shape[1] - np.argmax(move[:, ::-1], axis=1)  # one past the move
-    codes = np.isin(response, tokenizer.cell_code_ids)
-    board_end = np.where(codes.any(1), response.shape[1] - np.argmax(codes[:, ::-1], axis=1), 0)
+    if think_from == "perception":
+        start = np.argmax(response == tokenizer.tag_ids["<perception>"], axis=1)
+        board_end = np.argmax(response == tokenizer.tag_ids["</perception>"], axis=1) + 1
+    else:
+        start = np.argmax(is_think, axis=1)
+        codes = np.isin(response, tokenizer.cell_code_ids)
+        board_end = np.where(codes.any(1),
+                             response.shape[1] - np.argmax(codes[:, ::-1], axis=1), 0)
     width = -(-int((end - start).max()) // 8) * 8
     columns = start[:, None] + np.arange(width)
     inside = columns < end[:, None]
@@ -343,7 +359,7 @@ def train(cfg: SFTConfig, out: str, resume: bool = False, quiet: bool = False,
         if cfg.think_batch:
             more = games.deal(jax.random.fold_in(key, 1), cfg.think_batch, cfg.max_random_moves)
             batch += (think_rows(tokenizer, *targets(cfg, games, tokenizer, more, key, budget),
-                                 think_offsets),)
+                                 think_offsets, cfg.think_from),)
         params, opt_state, loss = train_step(params, opt_state, *place_batch(batch, mesh))
         return (params, opt_state), dict(loss=float(loss),
                                          seconds=round(time.time() - started, 1))

@@ -94,6 +94,34 @@ def test_think_rows_hold_the_think_through_the_move_at_its_positions():
         assert sorted(set(rows.weights[i][scored].tolist())) == [1.0, 20.0]
 
 
+def test_think_rows_from_perception_give_the_block_and_train_the_board_copied_from_it():
+    tok = tokenization.default()
+    env = jaxgym.make("swap", "easy")
+    games = episodes.GameSet((env,), "brief", restate_board=True)
+    cfg = build(sft.SFTConfig, restate_board=True, think_batch=3, move_weight=20.0,
+                think_from="perception")
+    states = episodes.deal(env, jax.random.key(4), 3, 1)
+    response, weights = sft.targets(cfg, games, tok, (states,), None, 128)
+    offsets = np.array([40, 41, 42], np.int32)
+    rows = sft.think_rows(tok, response, weights, offsets, "perception")
+    for i in range(3):
+        board = np.asarray(states.board[i])
+        text = tok.decode(rows.tokens[i][rows.valid[i]])
+        assert text.startswith(f"<perception>{jaxgym.text.describe_board(env, board)}"
+                               f"</perception><think>{episodes.restated_board(board)} Swap (")
+        start = response[i].tolist().index(tok.tag_ids["<perception>"])
+        n = int(rows.valid[i].sum())
+        assert (rows.positions[i, :n] == offsets[i] + start + np.arange(n)).all()
+        scored = rows.weights[i] > 0
+        # the block is given, everything after it is trained: the board restated from it first
+        assert tok.decode(rows.tokens[i][scored]).startswith(
+            f"<think>{episodes.restated_board(board)} Swap (")
+        assert not scored[:list(rows.tokens[i]).index(tok.tag_ids["</perception>"]) + 1].any()
+        assert sorted(set(rows.weights[i][scored].tolist())) == [1.0, 20.0]
+    with pytest.raises(ValueError, match="think_from"):
+        build(sft.SFTConfig, think_from="image")
+
+
 def test_text_logits_equal_the_full_forward_on_text():
     tok = tokenization.default()
     model = vlm.create(vlm.config("tiny", **SMALL), tok.image_pad_id, 0)
