@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 import jaxgym
+from bench import coupling
 from policy import checkpoint, config, episodes, evaluate, evaluation, loop, model as vlm, sft
 from policy import tokenizer as tokenization
 from policy.config import build
@@ -338,3 +339,11 @@ def test_runs_with_the_same_optimiser_share_one_compiled_step():
     clipped = build(sft.SFTConfig, lr=1e-2, warmup_steps=0, max_grad_norm=0.5)
     assert step(graphdef, clipped.optim, 6) is not step(graphdef, CFG.optim, 6)
     assert step(graphdef, CFG.optim, 7) is not step(graphdef, CFG.optim, 6)
+
+
+def test_bench_coupling_reads_a_checkpoint(run_dir, tmp_path):
+    out = tmp_path / "coupling.json"
+    report = coupling.main([run_dir, "--boards", "4", "--json", str(out)])
+    assert json.loads(out.read_text()) == report
+    assert report["game"] == "swap" and report["boards"] == 4
+    assert 0 <= report["perception_cells"] <= 1 and 0 <= report["valid_move_rate"] <= 1
