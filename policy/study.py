@@ -21,11 +21,13 @@ import sys
 import time
 
 import jaxgym
-from policy import checkpoint, config, evaluation, loop, plot, tokenizer as tokenization, train
+from policy import (checkpoint, config, evaluation, loop, plot, sft, tokenizer as tokenization,
+                    train)
 from policy.episodes import GameSet
 
 KEYS = ("valid_move_rate", "mean_game_reward", "perception_exact", "perception_share")
-SHARED = ("steps", "init_steps", "init_schedule", "init_batch", "temperature", "rewards")
+SHARED = ("steps", "init_steps", "init_schedule", "init_batch", "init_think_from", "temperature",
+          "rewards")
 """The TrainConfig settings a study's flags set for both modes alike (flag = name with dashes)."""
 
 
@@ -78,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="their boards (images) per step (default: the preset's, 32); fewer "
                              "leave the cold start's perception partial, while its text-only "
                              "think still learns the move")
+    parser.add_argument("--init-think-from", choices=sft.THINK_FROM, default=None,
+                        help="where the cold start's text-only rows start (default: the "
+                             "preset's, think); perception trains the think to restate the "
+                             "board from the perception block, so the move depends on it")
     parser.add_argument("--temperature", type=float, default=None,
                         help="RL's sampling temperature in both modes (default: the preset's, 1)")
     parser.add_argument("--rewards", type=config.comma_list, default=None,

@@ -85,6 +85,8 @@ class TrainConfig:
                                   "cosine ('': the preset's)")
     init_batch: int = knob(0, "its boards (images) per step (0: the preset's); fewer leave its "
                               "perception partial while its text-only think still learns the move")
+    init_think_from: str = knob("", "where its text-only rows start: think or perception "
+                                    "(policy.sft --think-from; '': the preset's)")
     model: str = knob("", "a downloaded Qwen2-VL / Qwen2.5-VL folder to start from: g0 runs "
                           "RL from it as it is, g1 trains its cold start first")
     dtype: str = knob("float32", "that checkpoint's parameters: float32 or bfloat16")
@@ -113,6 +115,8 @@ class TrainConfig:
             (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
             (self.init_schedule in ("", "constant", "cosine"),
              "init_schedule must be constant, cosine or '' (the preset's)"),
+            (self.init_think_from in ("",) + sft.THINK_FROM,
+             f"init_think_from must be one of {sft.THINK_FROM} or '' (the preset's)"),
             (self.init_preset in sft.RUN_PRESETS,
              f"init_preset must be one of {sorted(sft.RUN_PRESETS)}"),
         ]
@@ -170,6 +174,8 @@ def init_config(cfg: TrainConfig) -> sft.SFTConfig:
         options.update(schedule=cfg.init_schedule)
     if cfg.init_batch:
         options.update(batch=cfg.init_batch)
+    if cfg.init_think_from:
+        options.update(think_from=cfg.init_think_from)
     options.update(fsdp=cfg.fsdp, remat=cfg.remat)  # a model RL splits is split for its cold start
     if cfg.mode == "g0":
         options.update(think_batch=0)  # the base learns the format alone: no move to train

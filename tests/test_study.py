@@ -15,7 +15,7 @@ def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
     def run_mode(cfg, folder, boards):
         init = train.init_config(cfg)
         made.append((cfg.mode, cfg.steps, boards, init.steps, init.batch, cfg.rewards,
-                     init.optim.schedule, cfg.temperature))
+                     init.optim.schedule, cfg.temperature, init.think_from))
         before = dict(valid_move_rate=0.25, mean_game_reward=2.0, perception_exact=0.5,
                       perception_share=0.75)
         return dict(before=before, after={k: v + 0.1 for k, v in before.items()})
@@ -29,10 +29,11 @@ def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
     out = str(tmp_path / "study")
     assert study.main(["--out", out, "--boards", "8", "--steps", "3", "--init-steps", "7",
                        "--init-schedule", "constant", "--init-batch", "4",
-                       "--temperature", "0.7", "--rewards", "perception_share,format"]) == 0
+                       "--init-think-from", "perception", "--temperature", "0.7",
+                       "--rewards", "perception_share,format"]) == 0
     assert [m[0] for m in made] == ["g0", "g1"]
-    assert all(m[1:] == (3, 8, 7, 4, ("perception_share", "format"), "constant", 0.7)
-               for m in made)
+    assert all(m[1:] == (3, 8, 7, 4, ("perception_share", "format"), "constant", 0.7,
+                         "perception") for m in made)
     results = json.load(open(os.path.join(out, "study.json")))["results"]
     assert set(results) == {"g0", "g1", "expert", "random"}
     for name, r in results.items():
@@ -50,6 +51,13 @@ def test_study_writes_json_table_and_plot(tmp_path, monkeypatch):
 def test_study_rejects_an_unknown_game():
     with pytest.raises(SystemExit):
         study.main(["--out", "x", "--game", "chess"])
+
+
+def test_an_unknown_think_start_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit):
+        study.main(["--out", str(tmp_path), "--init-think-from", "image"])
+    with pytest.raises(ValueError, match="init_think_from"):
+        train.TrainConfig(init_think_from="image")
 
 
 def test_unknown_rewards_are_a_clear_error(tmp_path):
